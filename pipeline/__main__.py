@@ -1,0 +1,70 @@
+"""``python -m pipeline <stage> [options]``: run one pipeline stage.
+
+Each stage module in :mod:`pipeline.stages` provides ``add_arguments(parser)`` and ``main(args)``.
+User errors (:class:`pipeline.errors.UserError`) print one line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from pipeline.errors import UserError
+
+# stage name -> (module, one-line help)
+STAGES: dict[str, tuple[str, str]] = {
+    "prepare": ("pipeline.stages.prepare", "build or read the corpus, compute features, write the task split"),
+    "init": ("pipeline.stages.init", "write the untrained model checkpoint a strategy starts from"),
+    "train": ("pipeline.stages.train", "train one strategy on one task, resuming from the previous task's checkpoint"),
+    "evaluate": ("pipeline.stages.evaluate", "accuracy matrices, forgetting, BWT, figures and the report"),
+    "compare": ("pipeline.stages.compare", "one comparison table and figure across DVC experiments"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="stage", metavar="STAGE", required=True)
+    for name, (module, help_text) in STAGES.items():
+        sp = sub.add_parser(name, help=help_text, description=help_text)
+        sp.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+            continue
+        mod.add_arguments(sp)
+        sp.set_defaults(_main=mod.main)
+    return parser
+
+
+def quiet_known_warnings() -> None:
+    """Silence third-party warnings that say nothing about the user's run (import-time notices of
+    optional solvers, Avalanche's deprecation notices for APIs we call as documented)."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message="no QP solver found")
+    warnings.filterwarnings("ignore", message="No loggers specified")
+    warnings.filterwarnings("ignore", message="Call to deprecated function update")
+
+
+def main(argv: list[str] | None = None) -> int:
+    quiet_known_warnings()
+    args = build_parser().parse_args(argv)
+    if not hasattr(args, "_main"):
+        print(f"error: stage {args.stage!r} is not available in this version", file=sys.stderr)
+        return 2
+    try:
+        args._main(args)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,399 @@
+"""params.yaml as typed, validated config objects.
+
+Each DVC stage reads only its own top-level sections (``prepare`` reads ``data``, ``features``
+and ``split``; the train stages read ``model``, ``train`` and ``cil``; ``evaluate`` reads
+``evaluate``). Parsing is strict: an unknown key, a wrong type or an impossible value raises
+:class:`ParamsError` with the dotted key and what is allowed, before any work starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
+
+import yaml
+
+from pipeline.errors import ParamsError
+
+# ----------------------------------------------------------------------------- generic parsing
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is list:
+        (inner,) = typing.get_args(tp)
+        return f"a list of {_type_name(inner)}"
+    if tp is type(None):
+        return "null"
+    if dataclasses.is_dataclass(tp):
+        return "a mapping"
+    return {int: "an integer", float: "a number", str: "a string", bool: "true/false"}.get(tp, str(tp))
+
+
+def _convert(value: Any, tp: Any, key: str) -> Any:
+    """Check ``value`` against the annotation ``tp`` and return it converted (ints to floats, dicts to dataclasses)."""
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        if value in typing.get_args(tp):
+            return value
+    elif origin in (Union, types.UnionType):
+        for arg in typing.get_args(tp):
+            try:
+                return _convert(value, arg, key)
+            except ParamsError:
+                continue
+    elif origin is list:
+        (inner,) = typing.get_args(tp)
+        if isinstance(value, list):
+            return [_convert(v, inner, f"{key}[{i}]") for i, v in enumerate(value)]
+    elif tp is type(None):
+        if value is None:
+            return None
+    elif dataclasses.is_dataclass(tp):
+        if isinstance(value, dict):
+            return from_dict(tp, value, key)
+    elif tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    else:  # pragma: no cover - a schema bug, not a user error
+        raise TypeError(f"unsupported annotation {tp!r} for {key}")
+    raise ParamsError(f"params: {key}: expected {_type_name(tp)}, got {value!r}")
+
+
+def from_dict(cls: type, data: dict, prefix: str) -> Any:
+    """Build dataclass ``cls`` from ``data``, rejecting unknown keys; ``prefix`` is the dotted key for messages."""
+    if not isinstance(data, dict):
+        raise ParamsError(f"params: {prefix}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(data) - set(names))
+    if unknown:
+        raise ParamsError(f"params: {prefix}.{unknown[0]}: unknown key; allowed keys: {', '.join(names)}")
+    kwargs = {k: _convert(v, hints[k], f"{prefix}.{k}") for k, v in data.items()}
+    obj = cls(**kwargs)
+    check = getattr(obj, "validate", None)
+    if check is not None:
+        check(prefix)
+    return obj
+
+
+def _require(cond: bool, key: str, message: str) -> None:
+    if not cond:
+        raise ParamsError(f"params: {key}: {message}")
+
+
+# ----------------------------------------------------------------------------- prepare: data
+
+
+@dataclass
+class SynthConfig:
+    """The embedded corpus: spoken commands synthesised offline by espeak-ng (FSC layout)."""
+
+    seed: int = 0
+    n_speakers: int = 48  # a speaker is a fixed (voice, variant, pitch, rate) combination
+    valid_speakers: int = 6
+    test_speakers: int = 8
+    utterances_per_speaker: int = 190
+    snr_db_min: float = 10.0  # additive noise at a uniform random SNR in [min, max] dB
+    snr_db_max: float = 35.0
+    workers: int = 2  # processes used for synthesis (0 = all cores)
+
+    def validate(self, key: str) -> None:
+        _require(self.n_speakers >= 3, f"{key}.n_speakers", "need at least 3 speakers (train, valid, test)")
+        _require(self.valid_speakers >= 1, f"{key}.valid_speakers", "must be >= 1")
+        _require(self.test_speakers >= 1, f"{key}.test_speakers", "must be >= 1")
+        _require(
+            self.valid_speakers + self.test_speakers < self.n_speakers,
+            f"{key}.n_speakers",
+            f"must exceed valid_speakers + test_speakers ({self.valid_speakers + self.test_speakers}) "
+            "so that some speakers are left for training",
+        )
+        _require(self.utterances_per_speaker >= 1, f"{key}.utterances_per_speaker", "must be >= 1")
+        _require(self.snr_db_min <= self.snr_db_max, f"{key}.snr_db_min", "must be <= snr_db_max")
+        _require(self.workers >= 0, f"{key}.workers", "must be >= 0 (0 = all cores)")
+
+
+@dataclass
+class DataConfig:
+    source: Literal["synthetic", "fsc", "slurp"] = "synthetic"
+    root: Optional[str] = None  # a real FSC or SLURP copy (source fsc / slurp)
+    slurp_audio: Literal["real", "synth", "both"] = "real"  # which SLURP recordings to use
+    synthetic: SynthConfig = field(default_factory=SynthConfig)
+
+    def validate(self, key: str) -> None:
+        if self.source != "synthetic":
+            _require(self.root is not None, f"{key}.root", f"is required with source {self.source!r} (the dataset's folder)")
+
+
+@dataclass
+class FeaturesConfig:
+    """Log-Mel filterbank features, computed once in prepare (Kaldi-style fbank)."""
+
+    sample_rate: int = 16000
+    n_mels: int = 40
+    win_ms: float = 25.0
+    hop_ms: float = 10.0
+    max_frames: Optional[int] = None  # longer utterances are cut (null = keep all)
+
+    def validate(self, key: str) -> None:
+        _require(self.sample_rate > 0, f"{key}.sample_rate", "must be > 0")
+        _require(1 <= self.n_mels <= 256, f"{key}.n_mels", "must be in [1, 256]")
+        _require(self.hop_ms > 0 and self.win_ms >= self.hop_ms, f"{key}.win_ms", "need win_ms >= hop_ms > 0")
+        _require(self.max_frames is None or self.max_frames > 0, f"{key}.max_frames", "must be > 0 or null")
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # name: the corpus family it fits, the number of classes, the first task's size, the other tasks' size
+    "fsc-3": {"family": "fsc", "n_classes": 31, "initial_increment": 11, "increment": 10},
+    "fsc-6": {"family": "fsc", "n_classes": 31, "initial_increment": 6, "increment": 5},
+    "fsc-10": {"family": "fsc", "n_classes": 31, "initial_increment": 4, "increment": 3},
+    "slurp-3": {"family": "slurp", "n_classes": 18, "initial_increment": 6, "increment": 6},
+    "slurp-6": {"family": "slurp", "n_classes": 18, "initial_increment": 3, "increment": 3},
+}
+
+
+@dataclass
+class SplitConfig:
+    """Class-incremental split: class order, then the first task's size and the other tasks' size.
+
+    ``preset`` (one of :data:`PRESETS`) fixes both increments; otherwise give ``initial_increment``
+    and ``increment``, or ``n_tasks`` (classes spread as evenly as possible, extras in the first task).
+    ``class_order``: ``"paper"`` (the fixed FSC order of Cappellazzo et al.), ``"sorted"``, ``"random"``
+    (permutation drawn with ``order_seed``) or an explicit list of class indices.
+    """
+
+    preset: Optional[str] = "fsc-6"
+    n_tasks: Optional[int] = None
+    initial_increment: Optional[int] = None
+    increment: Optional[int] = None
+    class_order: Union[Literal["paper", "sorted", "random"], list[int]] = "paper"
+    order_seed: int = 0
+
+    def validate(self, key: str) -> None:
+        if self.preset is not None:
+            _require(self.preset in PRESETS, f"{key}.preset", f"expected one of {', '.join(PRESETS)} or null, got {self.preset!r}")
+            _require(
+                self.n_tasks is None and self.initial_increment is None and self.increment is None,
+                f"{key}.preset",
+                "set either a preset or n_tasks / initial_increment / increment, not both",
+            )
+        else:
+            given_incr = self.initial_increment is not None or self.increment is not None
+            _require(
+                (self.n_tasks is not None) != given_incr,
+                f"{key}.n_tasks",
+                "without a preset, give n_tasks, or initial_increment and increment",
+            )
+            if self.n_tasks is not None:
+                _require(self.n_tasks >= 1, f"{key}.n_tasks", "must be >= 1")
+            else:
+                _require(self.initial_increment is not None and self.initial_increment >= 1, f"{key}.initial_increment", "must be >= 1")
+                _require(self.increment is not None and self.increment >= 1, f"{key}.increment", "must be >= 1")
+
+
+@dataclass
+class PrepareParams:
+    data: DataConfig
+    features: FeaturesConfig
+    split: SplitConfig
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def read_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ParamsError(f"params: {path}: file not found")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"params: {path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise ParamsError(f"params: {path}: expected a mapping at the top level")
+    return data
+
+
+def section(raw: dict, cls: type, name: str) -> Any:
+    """Parse one top-level section; a missing section takes the defaults."""
+    return from_dict(cls, raw.get(name) or {}, name)
+
+
+def load_prepare(path: str | Path = "params.yaml") -> PrepareParams:
+    raw = read_yaml(path)
+    return PrepareParams(
+        data=section(raw, DataConfig, "data"),
+        features=section(raw, FeaturesConfig, "features"),
+        split=section(raw, SplitConfig, "split"),
+    )
+
+
+# ----------------------------------------------------------------------------- train: model, train, cil, recipes
+
+
+@dataclass
+class ModelConfig:
+    """The seq2seq SLU model: conv subsampling + Transformer encoder, Transformer decoder, projection heads."""
+
+    d_model: int = 128
+    encoder_layers: int = 3
+    decoder_layers: int = 1
+    heads: int = 4
+    ff_mult: int = 4  # feed-forward width = ff_mult * d_model
+    dropout: float = 0.1
+    subsample: Literal[2, 4] = 4  # time reduction of the convolutional front end
+    proj_dim: int = 64  # audio / text projection heads (contrastive losses)
+    max_decode_len: int = 40  # tokens, for greedy decoding
+    pretrained_encoder: Optional[str] = None  # a local Hugging Face wav2vec2-style folder (not yet supported)
+
+    def validate(self, key: str) -> None:
+        _require(self.d_model % self.heads == 0, f"{key}.d_model", f"must be divisible by heads ({self.heads})")
+        _require(self.encoder_layers >= 1 and self.decoder_layers >= 1, f"{key}.encoder_layers", "need >= 1 layer each")
+        _require(0.0 <= self.dropout < 1.0, f"{key}.dropout", "must be in [0, 1)")
+        _require(self.proj_dim >= 1, f"{key}.proj_dim", "must be >= 1")
+        _require(self.max_decode_len >= 4, f"{key}.max_decode_len", "must be >= 4")
+        _require(self.pretrained_encoder is None, f"{key}.pretrained_encoder",
+                 "pretrained encoders are not supported yet; use null (train from scratch)")
+
+
+@dataclass
+class TrainConfig:
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: CUDA with bf16 autocast when present, else CPU
+    epochs: int = 6
+    batch_size: int = 32
+    eval_batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    grad_clip: float = 5.0
+    threads: int = 0  # CPU threads (0 = all cores)
+    reset_optimizer: bool = True  # a fresh optimiser per task (Avalanche's default) or carry its state over
+    progress: bool = True
+
+    def validate(self, key: str) -> None:
+        _require(self.epochs >= 1, f"{key}.epochs", "must be >= 1")
+        _require(self.batch_size >= 2, f"{key}.batch_size", "must be >= 2 (contrastive losses need pairs)")
+        _require(self.eval_batch_size >= 1, f"{key}.eval_batch_size", "must be >= 1")
+        _require(self.lr > 0, f"{key}.lr", "must be > 0")
+        _require(self.weight_decay >= 0, f"{key}.weight_decay", "must be >= 0")
+        _require(self.grad_clip > 0, f"{key}.grad_clip", "must be > 0")
+        _require(self.threads >= 0, f"{key}.threads", "must be >= 0")
+
+
+@dataclass
+class Recipe:
+    """One named strategy: which continual-learning ingredients it uses and their hyper-parameters.
+
+    ``replay``: class-balanced rehearsal buffer (Avalanche storage policies) of ``buffer_size`` samples
+    (a fraction of the training set if < 1, else a count); ``contrastive``: COCONUT's NSPT loss on
+    rehearsal samples, or its SupCon / NTPT variants; ``mm``: audio-text InfoNCE on current samples;
+    ``skd``: sequence-level KD towards the teacher's stored transcripts of rehearsal samples;
+    ``lwf`` / ``ewc``: regularisation baselines; ``joint``: train on all classes seen so far (upper bound).
+    """
+
+    joint: bool = False
+    replay: bool = False
+    buffer_size: float = 231  # 231 = ER 1 % of real FSC (23,132 training utterances): ~7 per class
+    buffer_selection: Literal["random", "herding"] = "random"
+    buffer_batch_size: Optional[int] = None  # rehearsal samples per batch (null = train.batch_size)
+    contrastive: Literal["none", "nspt", "supcon", "ntpt"] = "none"
+    lambda_contrastive: float = 0.1
+    tau: float = 0.1
+    mm: bool = False
+    lambda_mm: float = 0.1
+    tau_mm: float = 0.1
+    skd: bool = False
+    lambda_skd: float = 1.0
+    lwf: bool = False
+    lwf_alpha: float = 1.0
+    lwf_temperature: float = 2.0
+    ewc: bool = False
+    ewc_lambda: float = 100.0
+
+    def validate(self, key: str) -> None:
+        if self.joint:
+            _require(
+                not (self.replay or self.contrastive != "none" or self.mm or self.skd or self.lwf or self.ewc),
+                f"{key}.joint", "joint training sees all data: it takes no replay or regularisation switches",
+            )
+        _require(self.buffer_size > 0, f"{key}.buffer_size", "must be > 0 (a fraction < 1 or a count >= 1)")
+        _require(self.buffer_size < 1 or float(self.buffer_size).is_integer(), f"{key}.buffer_size",
+                 "a count must be a whole number (or give a fraction < 1)")
+        _require(self.buffer_batch_size is None or self.buffer_batch_size >= 1, f"{key}.buffer_batch_size", "must be >= 1")
+        for name in ("contrastive", "skd"):
+            on = getattr(self, name) not in (False, "none")
+            _require(not on or self.replay, f"{key}.{name}", "works on rehearsal samples: needs replay: true")
+        _require(self.tau > 0 and self.tau_mm > 0 and self.lwf_temperature > 0, f"{key}.tau", "temperatures must be > 0")
+        for name in ("lambda_contrastive", "lambda_mm", "lambda_skd", "lwf_alpha", "ewc_lambda"):
+            _require(getattr(self, name) >= 0, f"{key}.{name}", "must be >= 0")
+
+
+@dataclass
+class TaskItem:
+    """One task of the chain; ``prev`` names the checkpoint it starts from (``init`` or ``task<k-1>``).
+
+    DVC templating cannot compute k-1, so the list spells it out.
+    """
+
+    k: int
+    prev: str
+
+
+@dataclass
+class CilConfig:
+    strategies: list[str] = field(default_factory=lambda: ["finetune", "replay", "coconut", "coconut+skd", "joint"])
+    tasks: list[TaskItem] = field(default_factory=list)
+
+    def validate(self, key: str) -> None:
+        _require(len(self.strategies) >= 1, f"{key}.strategies", "list at least one strategy")
+        _require(len(set(self.strategies)) == len(self.strategies), f"{key}.strategies", "names must be unique")
+        _require(len(self.tasks) >= 1, f"{key}.tasks", "list at least one task")
+        for i, t in enumerate(self.tasks):
+            want = "init" if i == 0 else f"task{i - 1}"
+            _require(t.k == i and t.prev == want, f"{key}.tasks[{i}]", f"expected {{k: {i}, prev: {want}}}, got {{k: {t.k}, prev: {t.prev}}}")
+
+
+@dataclass
+class TrainParams:
+    model: ModelConfig
+    train: TrainConfig
+    cil: CilConfig
+    recipes: dict[str, Recipe]
+    seeds: list[int]
+
+
+def load_train(path: str | Path = "params.yaml") -> TrainParams:
+    raw = read_yaml(path)
+    recipes_raw = raw.get("recipes") or {}
+    if not isinstance(recipes_raw, dict):
+        raise ParamsError(f"params: recipes: expected a mapping of strategy name to recipe, got {recipes_raw!r}")
+    recipes = {name: from_dict(Recipe, r or {}, f"recipes.{name}") for name, r in recipes_raw.items()}
+    cil = section(raw, CilConfig, "cil")
+    for name in cil.strategies:
+        _require(name in recipes, "cil.strategies", f"{name!r} has no recipe under recipes: (known: {', '.join(recipes)})")
+        _require(all(c.isalnum() or c in "+-_." for c in name), "cil.strategies", f"{name!r}: use letters, digits and + - _ .")
+    seeds = _convert(raw.get("seeds", [0]), list[int], "seeds")
+    _require(len(seeds) >= 1 and len(set(seeds)) == len(seeds), "seeds", "list one or more distinct integers")
+    return TrainParams(
+        model=section(raw, ModelConfig, "model"),
+        train=section(raw, TrainConfig, "train"),
+        cil=cil,
+        recipes=recipes,
+        seeds=seeds,
+    )

@@ -1,0 +1,254 @@
+"""One task of one strategy: restore the previous checkpoint, train through Avalanche, evaluate, save.
+
+Checkpoint folder of a task (``models/<strategy>/s<seed>/task<k>``)::
+
+    model.safetensors   student weights (the next task's teacher is this model, frozen)
+    optimizer.pt        optimiser state (tensors and numbers; weights_only=True)
+    rng.pt              torch (and CUDA) RNG state at the end of the task
+    buffer.safetensors  rehearsal buffer: per class, training-split indices and reservoir weights
+    skd.safetensors     S-KD pseudo-transcripts of the buffer samples
+    ewc.safetensors     EWC Fisher and anchor weights
+    state.json          params fingerprint, history, timings
+    eval.json           this task's row of the accuracy matrix (read by evaluate)
+
+While a task trains, ``<folder>.partial`` holds the state at the end of the last finished epoch; a run
+that is killed and started again resumes from it (if the params and the previous checkpoint are the
+same) and ends with the same result as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from avalanche.core import SupervisedPlugin
+
+from pipeline.config import ModelConfig, Recipe, TrainConfig, TrainParams
+from pipeline.continual import checkpoint as ckpt
+from pipeline.continual.data import Prepared, as_avalanche
+from pipeline.errors import DataError, ParamsError
+from pipeline.models.slu import SLUModel, Vocab
+
+BUFFER_STEMS = ("buffer", "skd", "ewc")
+
+
+# ----------------------------------------------------------------------------- runtime and model
+
+
+def setup_runtime(cfg: TrainConfig, seed: int) -> torch.device:
+    """Threads, determinism and device. On CPU, the same params and seed give identical results."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        raise ParamsError("params: train.device: 'cuda' requested but no CUDA device is available (use auto or cpu)")
+    use_cuda = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
+    torch.use_deterministic_algorithms(not use_cuda)  # CUDA kernels would need CUBLAS_WORKSPACE_CONFIG
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    return torch.device("cuda" if use_cuda else "cpu")
+
+
+def vocab_of(prep: Prepared) -> Vocab:
+    tok = prep.tokenizer
+    return Vocab(len(tok), tok.pad_id, tok.bos_id, tok.eos_id, tok.sep_id, tok.class_offset, len(tok.classes))
+
+
+def build_model(cfg: ModelConfig, prep: Prepared) -> SLUModel:
+    model = SLUModel(cfg, prep.n_mels, vocab_of(prep))
+    model.encoder.mean.copy_(prep.mean)
+    model.encoder.std.copy_(prep.std)
+    return model
+
+
+def model_fingerprint(cfg: ModelConfig, prep: Prepared) -> str:
+    return ckpt.json_digest({"model": asdict(cfg), "vocab": asdict(vocab_of(prep)), "n_mels": prep.n_mels})
+
+
+def write_init(folder: Path, cfg: ModelConfig, prep: Prepared, seed: int) -> SLUModel:
+    """The untrained model every strategy of this seed starts from."""
+    torch.manual_seed(seed)
+    model = build_model(cfg, prep)
+    meta = {"seed": seed, "model_fingerprint": model_fingerprint(cfg, prep),
+            "parameters": sum(p.numel() for p in model.parameters())}
+    ckpt.write_folder(folder, {"model": model.state_dict()}, {"rng": ckpt.rng_state()}, meta)
+    return model
+
+
+def load_previous(folder: Path, model: SLUModel, fingerprint: str) -> dict:
+    meta = ckpt.read_meta(folder)
+    if meta.get("model_fingerprint") != fingerprint:
+        raise DataError(f"{folder}: checkpoint was made with other model params or another corpus; re-run it (dvc repro)")
+    model.load_state_dict(ckpt.read_tensors(folder, "model"))
+    return meta
+
+
+# ----------------------------------------------------------------------------- one task
+
+
+class TaskRun:
+    """Everything about training ``strategy`` on task ``k`` (``prev``: the folder it starts from)."""
+
+    def __init__(self, params: TrainParams, strategy: str, seed: int, task: int, prep: Prepared,
+                 prev: Path, out: Path, device: torch.device, eval_split: str = "test"):
+        self.p, self.name, self.recipe = params, strategy, params.recipes[strategy]
+        self.seed, self.k, self.prep, self.prev, self.out = seed, task, prep, Path(prev), Path(out)
+        self.partial = self.out.with_name(self.out.name + ".partial")
+        self.device, self.eval_split = device, eval_split
+        tasks = prep.manifest["tasks"]
+        self.past = sorted(c for t in tasks[:task] for c in t)
+        self.seen = sorted(c for t in tasks[: task + 1] for c in t)
+        self.train_all = as_avalanche(prep.splits["train"])
+
+    # -- building
+    def experience(self):
+        """The Avalanche experience of this task (joint: every class seen so far)."""
+        from avalanche.benchmarks.scenarios.dataset_scenario import benchmark_from_datasets
+
+        classes = set(self.seen if self.recipe.joint else self.prep.manifest["tasks"][self.k])
+        idx = [i for i, y in enumerate(self.prep.splits["train"].targets) if y in classes]
+        return benchmark_from_datasets(train=[self.train_all.subset(idx)]).train_stream[0]
+
+    def build(self, model: SLUModel):
+        from pipeline.continual import plugins as pl
+        from pipeline.continual.buffer import buffer_capacity, make_storage_policy
+        from pipeline.continual.coconut import Coconut
+        from pipeline.continual.regularizers import IntentLwF, OnlineEWC
+        from pipeline.continual.skd import SequenceKD
+        from pipeline.continual.template import Seq2SeqTemplate
+
+        r, t = self.recipe, self.p.train
+        past = pl.PastClasses(self.past)
+        plugins, self.algos = [], {}
+        self.policy = None
+        if r.replay:
+            capacity = buffer_capacity(r.buffer_size, len(self.prep.splits["train"]))
+            self.policy = make_storage_policy(r.buffer_selection, capacity, model)
+            plugins.append(pl.BufferReplayPlugin(capacity, batch_size_mem=r.buffer_batch_size, storage_policy=self.policy))
+        if r.contrastive != "none" or r.mm:
+            algo = Coconut(r.contrastive, r.tau, r.lambda_contrastive, r.mm, r.tau_mm, r.lambda_mm)
+            plugins.append(pl.CoconutPlugin(algo, past))
+        if r.skd:
+            self.algos["skd"] = SequenceKD(r.lambda_skd, self.prep.tokenizer.pad_id, self.p.model.max_decode_len)
+            plugins.append(pl.SKDPlugin(self.algos["skd"], past, self.policy, self.seen))
+        if r.lwf:
+            plugins.append(pl.LwFPlugin(IntentLwF(r.lwf_alpha, r.lwf_temperature), past))
+        if r.ewc:
+            self.algos["ewc"] = OnlineEWC(r.ewc_lambda)
+            plugins.append(pl.EWCPlugin(self.algos["ewc"]))
+        self.progress = pl.ProgressPlugin(t.epochs, 0, t.progress, f"{self.name} task {self.k}")
+        self.resume = ResumePlugin(self)
+        plugins += [self.progress, self.resume]  # resume last: teachers are copied before it loads partial weights
+        optimizer = torch.optim.AdamW(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+        return Seq2SeqTemplate(model=model, optimizer=optimizer, train_mb_size=t.batch_size, train_epochs=t.epochs,
+                               eval_mb_size=t.eval_batch_size, device=self.device, plugins=plugins, grad_clip=t.grad_clip)
+
+    def fingerprint(self, prev_meta: dict) -> str:
+        return ckpt.json_digest({
+            "recipe": asdict(self.recipe), "train": asdict(self.p.train), "model": asdict(self.p.model),
+            "seed": self.seed, "task": self.k, "prev": ckpt.file_digest(self.prev / "model.safetensors"),
+            "prev_model_fingerprint": prev_meta.get("model_fingerprint"),
+        })
+
+    # -- state across tasks
+    def restore(self, strategy) -> None:
+        from pipeline.continual.buffer import load_buffer_state
+
+        ckpt.set_rng_state(ckpt.read_pickled(self.prev, "rng"))
+        if self.k == 0:
+            return
+        if self.policy is not None:
+            load_buffer_state(self.policy, ckpt.read_tensors(self.prev, "buffer"), self.train_all)
+        for stem, algo in self.algos.items():
+            algo.load_state(ckpt.read_tensors(self.prev, stem))
+        if not self.p.train.reset_optimizer:
+            self.carry_optimizer = ckpt.read_pickled(self.prev, "optimizer")
+
+    def save(self, strategy, meta: dict, row: dict) -> None:
+        from pipeline.continual.buffer import buffer_state
+
+        tensors = {"model": strategy.model.state_dict()}
+        if self.policy is not None:
+            tensors["buffer"] = buffer_state(self.policy)
+        for stem, algo in self.algos.items():
+            tensors[stem] = algo.state()
+        pickled = {"optimizer": strategy.optimizer.state_dict(), "rng": ckpt.rng_state()}
+        ckpt.write_folder(self.out, tensors, pickled, meta)
+        (self.out / "eval.json").write_text(json.dumps(row, indent=1))
+        shutil.rmtree(self.partial, ignore_errors=True)
+
+    # -- the whole task
+    def run(self, model: SLUModel) -> dict:
+        t0 = time.time()
+        prev_meta = load_previous(self.prev, model, model_fingerprint(self.p.model, self.prep))
+        self.fp = self.fingerprint(prev_meta)
+        model.to(self.device)
+        strategy = self.build(model)
+        self.carry_optimizer = None
+        self.restore(strategy)
+        self.resume.check()
+        # After a kill between the last epoch and the save, 0 epochs remain: the end-of-task hooks still run.
+        strategy.train_epochs = self.p.train.epochs - self.resume.done
+        strategy.train(self.experience(), eval_streams=[])
+        seconds = time.time() - t0 + self.resume.previous_seconds
+        from pipeline.continual.evaluation import evaluate_row
+
+        row = evaluate_row(strategy.model, self.prep, self.eval_split, self.k, self.device,
+                           self.p.train.eval_batch_size, decode=True, autocast=strategy.autocast)
+        buffer_size = len(self.policy.buffer) if self.policy is not None else 0
+        history = self.resume.history + self.progress.history
+        row = {"strategy": self.name, "seed": self.seed, "task": self.k, "n_tasks": len(self.prep.manifest["tasks"]),
+               "task_classes": self.prep.manifest["task_names"], **row, "buffer_size": buffer_size,
+               "train_seconds": round(seconds, 2), "epochs": self.p.train.epochs,
+               "final_loss": history[-1]["loss"] if history else None, "eval_split": self.eval_split}
+        meta = {"strategy": self.name, "seed": self.seed, "task": self.k, "fingerprint": self.fp,
+                "model_fingerprint": prev_meta["model_fingerprint"], "history": history, "seconds": round(seconds, 2),
+                "buffer_size": buffer_size, "seen_classes": self.seen}
+        self.save(strategy, meta, row)
+        return row
+
+
+class ResumePlugin(SupervisedPlugin):
+    """Epoch-level resume. after_training_epoch: reads strategy.model, .optimizer and the progress plugin's
+    history; writes ``<out>.partial``. before_training_exp: loads the partial model, optimiser and RNG state
+    into strategy.model / .optimizer (it runs after the other plugins copied their teachers from the
+    previous task's weights)."""
+
+    def __init__(self, run: TaskRun):
+        super().__init__()
+        self.run, self.done, self.history, self.previous_seconds, self.state = run, 0, [], 0.0, None
+
+    def check(self) -> None:
+        """Adopt the partial state if it belongs to exactly this run; drop it otherwise."""
+        part = self.run.partial
+        if not (part / "state.json").is_file():
+            return
+        meta = ckpt.read_meta(part)
+        if meta.get("fingerprint") != self.run.fp:
+            shutil.rmtree(part, ignore_errors=True)
+            return
+        self.done, self.history, self.previous_seconds = meta["epochs_done"], meta["history"], meta["seconds"]
+        self.state = (ckpt.read_tensors(part, "model"), ckpt.read_pickled(part, "optimizer"), ckpt.read_pickled(part, "rng"))
+        self.run.progress.epoch = self.done
+        print(f"resuming {self.run.name} task {self.run.k} after epoch {self.done}")
+
+    def before_training_exp(self, strategy, **kwargs):
+        if self.state is not None:
+            model_sd, opt_sd, rng = self.state
+            strategy.model.load_state_dict(model_sd)
+            strategy.optimizer.load_state_dict(opt_sd)
+            ckpt.set_rng_state(rng)
+        elif self.run.carry_optimizer is not None:
+            strategy.optimizer.load_state_dict(self.run.carry_optimizer)
+
+    def after_training_epoch(self, strategy, **kwargs):
+        progress = self.run.progress
+        meta = {"fingerprint": self.run.fp, "epochs_done": progress.epoch, "history": self.history + progress.history,
+                "seconds": self.previous_seconds + sum(h["seconds"] for h in progress.history)}
+        ckpt.write_folder(self.run.partial, {"model": strategy.model.state_dict()},
+                          {"optimizer": strategy.optimizer.state_dict(), "rng": ckpt.rng_state()}, meta)

@@ -1,0 +1,62 @@
+"""The Avalanche strategy for the seq2seq SLU model.
+
+A mini-batch (``strategy.mbatch``) is ``[feats, y, feat_len, tokens, index, task_label]``
+(see :mod:`pipeline.continual.data`); Avalanche's ``mb_x``/``mb_y``/``mb_task_id`` are its first, second
+and last entries. ``forward`` runs the teacher-forced model and keeps the whole output in
+``strategy.out`` (plugins read the pooled encoder states from there); ``mb_output`` holds the token
+logits; ``criterion`` is the token cross-entropy. Plugins add their terms to ``strategy.loss`` in
+``before_backward``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+from avalanche.training.plugins import EvaluationPlugin
+from avalanche.training.templates import SupervisedTemplate
+
+from pipeline.models.slu import SLUModel, SLUOutput
+
+
+class Seq2SeqTemplate(SupervisedTemplate):
+    def __init__(self, *, model: SLUModel, optimizer, train_mb_size: int, train_epochs: int, eval_mb_size: int,
+                 device: torch.device, plugins: list, grad_clip: float):
+        super().__init__(
+            model=model, optimizer=optimizer, criterion=torch.nn.CrossEntropyLoss(), train_mb_size=train_mb_size,
+            train_epochs=train_epochs, eval_mb_size=eval_mb_size, device=device, plugins=plugins,
+            evaluator=EvaluationPlugin(loggers=[]), eval_every=-1,
+        )
+        self.grad_clip = grad_clip
+        self.out: SLUOutput | None = None
+
+    # -- mini-batch fields beyond Avalanche's mb_x / mb_y / mb_task_id
+    @property
+    def mb_feat_len(self) -> torch.Tensor:
+        return self.mbatch[2]
+
+    @property
+    def mb_tokens(self) -> torch.Tensor:
+        return self.mbatch[3]
+
+    @property
+    def mb_index(self) -> torch.Tensor:
+        return self.mbatch[4]
+
+    def autocast(self):
+        """bf16 autocast on CUDA (mixed precision); a no-op on the CPU."""
+        if self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def forward(self):
+        with self.autocast():
+            self.out = self.model(self.mb_x, self.mb_feat_len, self.mb_tokens)
+        return self.out.token_logits
+
+    def criterion(self):
+        return self.model.token_loss(self.mb_output, self.mb_tokens)
+
+    def optimizer_step(self):
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+        self.optimizer.step()

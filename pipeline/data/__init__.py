@@ -1,0 +1,1 @@
+"""Corpora (synthetic, FSC, SLURP), features, tokenizer and class-incremental splits."""

@@ -1,0 +1,116 @@
+"""Log-Mel filterbank features, computed once in prepare and stored packed with their lengths.
+
+Storage (one safetensors file per split): ``frames`` [sum of n_frames, n_mels] float16 holds every
+utterance's frames back to back; ``offsets`` [N + 1] int64 marks where each utterance starts, so
+utterance i is ``frames[offsets[i]:offsets[i + 1]]``. Training memory-maps the file once: no audio is
+decoded per epoch. ``mean``/``std`` [n_mels] are global statistics of the training split, applied by
+the model (so the stored features stay raw and the statistics travel with them).
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.config import FeaturesConfig
+from pipeline.data.audio import read_wav
+
+
+def fbank(wave: np.ndarray, cfg: FeaturesConfig) -> np.ndarray:
+    """Kaldi-style log-Mel filterbank of one waveform: [n_frames, n_mels] float32.
+
+    Dither is off so that features are a pure function of the audio (determinism).
+    """
+    import torch
+    import torchaudio.compliance.kaldi as kaldi
+
+    x = torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32)).unsqueeze(0)  # [1, samples]
+    win = int(round(cfg.win_ms * cfg.sample_rate / 1000))
+    if x.shape[1] < win:  # kaldi.fbank needs one full window
+        x = torch.nn.functional.pad(x, (0, win - x.shape[1]))
+    feats = kaldi.fbank(
+        x * 32768.0,  # Kaldi's convention: int16 scale
+        num_mel_bins=cfg.n_mels,
+        frame_length=cfg.win_ms,
+        frame_shift=cfg.hop_ms,
+        sample_frequency=cfg.sample_rate,
+        dither=0.0,
+        energy_floor=1.0,
+    )
+    if cfg.max_frames is not None:
+        feats = feats[: cfg.max_frames]
+    return feats.numpy()
+
+
+def _work(job: tuple[list[str], FeaturesConfig]) -> list[np.ndarray]:
+    import torch
+
+    torch.set_num_threads(1)  # one process per core already
+    paths, cfg = job
+    return [fbank(read_wav(Path(p), cfg.sample_rate), cfg).astype(np.float16) for p in paths]
+
+
+def compute_features(paths: list[Path], cfg: FeaturesConfig, workers: int = 0, progress: bool = True) -> list[np.ndarray]:
+    """Features of every file, in order. ``workers`` processes (0 = all cores); 'spawn' because the
+    parent may already run torch threads, which makes 'fork' unsafe."""
+    from tqdm import tqdm
+
+    workers = workers or mp.cpu_count()
+    chunk = 64
+    jobs = [([str(p) for p in paths[i : i + chunk]], cfg) for i in range(0, len(paths), chunk)]
+    out: list[np.ndarray] = []
+    bar = tqdm(total=len(paths), desc="features", unit="utt", disable=not progress)
+    if workers == 1 or len(jobs) == 1:
+        results = map(_work, jobs)
+        pool = None
+    else:
+        pool = mp.get_context("spawn").Pool(workers)
+        results = pool.imap(_work, jobs)  # ordered
+    try:
+        for feats in results:
+            out.extend(feats)
+            bar.update(len(feats))
+    finally:
+        bar.close()
+        if pool is not None:
+            pool.close()
+            pool.join()
+    return out
+
+
+def save_packed(path: Path, feats: list[np.ndarray], mean: np.ndarray, std: np.ndarray) -> None:
+    import torch
+    from safetensors.torch import save_file
+
+    lengths = np.array([f.shape[0] for f in feats], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    n_mels = mean.shape[0]
+    frames = np.concatenate(feats, axis=0) if feats else np.zeros((0, n_mels), np.float16)
+    save_file(
+        {
+            "frames": torch.from_numpy(frames.astype(np.float16)),
+            "offsets": torch.from_numpy(offsets),
+            "mean": torch.from_numpy(mean.astype(np.float32)),
+            "std": torch.from_numpy(std.astype(np.float32)),
+        },
+        str(path),
+    )
+
+
+def load_packed(path: Path) -> dict:
+    """The stored tensors: frames, offsets, mean, std."""
+    from safetensors.torch import load_file
+
+    return load_file(str(path))
+
+
+def global_stats(feats: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-bin mean and std over all frames (float64 accumulation)."""
+    total = sum(f.shape[0] for f in feats)
+    s = sum(f.astype(np.float64).sum(0) for f in feats)
+    s2 = sum((f.astype(np.float64) ** 2).sum(0) for f in feats)
+    mean = s / total
+    std = np.sqrt(np.maximum(s2 / total - mean**2, 1e-8))
+    return mean, std

@@ -1,0 +1,41 @@
+"""Autoregressive Transformer decoder over the tokenizer's vocabulary (class token first, then words)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from pipeline.models.encoder import sinusoids
+
+
+class TokenDecoder(nn.Module):
+    """Teacher-forced decoding: tokens [B, L] + encoder memory [B, T', D] -> logits [B, L, V].
+
+    The output projection is tied to the token embedding: the same vectors represent a token as
+    input and as prediction, and they are what the text projection head pools (COCONUT's text
+    embedding comes from the decoder's token-embedding layer, reference section 1).
+    """
+
+    def __init__(self, vocab: int, d_model: int, layers: int, heads: int, ff: int, dropout: float, pad_id: int):
+        super().__init__()
+        self.embed = nn.Embedding(vocab, d_model, padding_idx=pad_id)
+        # unit-scale logits at init: the embedding doubles as the output layer (tied), inputs are rescaled by sqrt(d)
+        nn.init.normal_(self.embed.weight, std=d_model**-0.5)
+        with torch.no_grad():
+            self.embed.weight[pad_id].zero_()
+        layer = nn.TransformerDecoderLayer(d_model, heads, ff, dropout, activation="gelu", batch_first=True, norm_first=True)
+        self.layers = nn.TransformerDecoder(layer, layers)
+        self.norm = nn.LayerNorm(d_model)
+        self.drop = nn.Dropout(dropout)
+        self.pad_id = pad_id
+        self.scale = d_model**0.5
+
+    def forward(self, tokens: torch.Tensor, memory: torch.Tensor, memory_pad: torch.Tensor) -> torch.Tensor:
+        length = tokens.shape[1]
+        x = self.embed(tokens) * self.scale + sinusoids(length, memory.shape[2], tokens.device).to(memory.dtype)
+        causal = torch.triu(torch.ones(length, length, dtype=torch.bool, device=tokens.device), diagonal=1)
+        x = self.layers(
+            self.drop(x), memory, tgt_mask=causal, tgt_key_padding_mask=tokens == self.pad_id,
+            memory_key_padding_mask=memory_pad, tgt_is_causal=True,
+        )
+        return self.norm(x) @ self.embed.weight.t()  # [B, L, D] -> [B, L, V]

@@ -1,0 +1,252 @@
+"""``python -m pipeline evaluate``: accuracy matrices, forgetting, BWT, figures and the report.
+
+Reads ``models/<strategy>/s<seed>/task<k>/eval.json`` for every strategy in ``cil.strategies``, every
+seed in ``seeds`` and every task k < T = len(cil.tasks), plus ``data/prepared/tasks.json`` (the split),
+and writes under ``--out`` (default ``reports/cil``):
+
+- ``metrics.json``: ``{strategy: {avg_acc, last_acc, forgetting, bwt, [*_std], wer_last, train_seconds,
+  buffer_size, n_seeds}}`` (DVC metrics; see :func:`pipeline.report.metrics.metrics_json`);
+- ``plots/acc_vs_tasks.json`` and ``plots/forgetting_per_task.json`` (DVC plots data);
+- ``details.json``: the mean accuracy matrix, curves and per-run values of every strategy;
+- ``figures/*.png``, ``report.md`` and ``report.html`` (self-contained).
+
+Everything is written into a temporary sibling folder that replaces ``--out`` only once complete, so a
+failure never leaves a report that looks finished. The metric definitions and the seed aggregation are
+documented in :mod:`pipeline.report.metrics`.
+
+params.yaml section ``evaluate`` (all optional)::
+
+    evaluate:
+      upper_bound: joint   # strategy drawn dashed and left out of the "best" marks (null: none)
+      dpi: 120             # figure resolution
+      title: Class-incremental learning report
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+from pipeline.errors import DataError, ParamsError, UserError
+
+STRATEGY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+EVALUATE_DEFAULTS: dict[str, Any] = {"upper_bound": "joint", "dpi": 120, "title": "Class-incremental learning report"}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--models-dir", default="models", help="where the train stages write (default: models)")
+    parser.add_argument("--prepared", default="data/prepared", help="the prepare stage's output (default: data/prepared)")
+    parser.add_argument("--out", default="reports/cil", help="report folder, replaced as a whole (default: reports/cil)")
+
+
+# ----------------------------------------------------------------------------- params
+
+
+@dataclass
+class EvalParams:
+    seeds: list[int]
+    strategies: list[str]
+    n_tasks: int
+    upper_bound: Optional[str]
+    dpi: int
+    title: str
+    raw: dict[str, Any]
+    text: str
+    path: str
+
+
+def read_params(path: str | Path) -> EvalParams:
+    """Read and check ``seeds``, ``cil.strategies``, ``cil.tasks`` and the ``evaluate`` section."""
+    from pipeline.config import read_yaml
+
+    raw = read_yaml(path)
+    seeds = raw.get("seeds")
+    if not (isinstance(seeds, list) and seeds and all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)
+            and len(set(seeds)) == len(seeds)):  # fmt: skip
+        raise ParamsError(f"params: seeds: expected a non-empty list of distinct integers, got {seeds!r}")
+    cil = raw.get("cil")
+    if not isinstance(cil, dict):
+        raise ParamsError(f"params: cil: expected a mapping with strategies and tasks, got {cil!r}")
+    strategies = cil.get("strategies")
+    if not (isinstance(strategies, list) and strategies and all(isinstance(s, str) for s in strategies)
+            and len(set(strategies)) == len(strategies)):  # fmt: skip
+        raise ParamsError(f"params: cil.strategies: expected a non-empty list of distinct names, got {strategies!r}")
+    for s in strategies:
+        if not STRATEGY_NAME.match(s):
+            raise ParamsError(f"params: cil.strategies: {s!r} is not a valid name (letters, digits, _ . + - only)")
+    tasks = cil.get("tasks")
+    if not (isinstance(tasks, list) and tasks):
+        raise ParamsError(f"params: cil.tasks: expected a non-empty list (one entry per task), got {tasks!r}")
+
+    ev = raw.get("evaluate") or {}
+    if not isinstance(ev, dict):
+        raise ParamsError(f"params: evaluate: expected a mapping, got {ev!r}")
+    unknown = sorted(set(ev) - set(EVALUATE_DEFAULTS))
+    if unknown:
+        raise ParamsError(f"params: evaluate.{unknown[0]}: unknown key; allowed keys: {', '.join(EVALUATE_DEFAULTS)}")
+    opts = {**EVALUATE_DEFAULTS, **ev}
+    ub = opts["upper_bound"]
+    if ub is not None and not isinstance(ub, str):
+        raise ParamsError(f"params: evaluate.upper_bound: expected a strategy name or null, got {ub!r}")
+    if "upper_bound" in ev and ub is not None and ub not in strategies:
+        raise ParamsError(f"params: evaluate.upper_bound: {ub!r} is not in cil.strategies ({', '.join(strategies)})")
+    dpi = opts["dpi"]
+    if not (isinstance(dpi, int) and not isinstance(dpi, bool) and 50 <= dpi <= 600):
+        raise ParamsError(f"params: evaluate.dpi: expected an integer in [50, 600], got {dpi!r}")
+    if not isinstance(opts["title"], str) or not opts["title"].strip():
+        raise ParamsError(f"params: evaluate.title: expected a non-empty string, got {opts['title']!r}")
+    return EvalParams(
+        seeds=seeds, strategies=strategies, n_tasks=len(tasks), upper_bound=ub if ub in strategies else None,
+        dpi=dpi, title=opts["title"], raw=raw, text=Path(path).read_text(encoding="utf-8"), path=str(path),
+    )  # fmt: skip
+
+
+def read_tasks(prepared: str | Path, n_tasks: int) -> dict[str, Any]:
+    """``tasks.json`` of the prepare stage, checked to have as many tasks as ``cil.tasks``."""
+    path = Path(prepared) / "tasks.json"
+    if not path.is_file():
+        raise DataError(f"{path}: file not found (run DVC stage prepare: dvc repro prepare)")
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: not valid JSON ({exc}) (file written by DVC stage prepare)") from None
+    if not isinstance(info, dict) or not isinstance(info.get("task_names"), list):
+        raise DataError(f"{path}: expected an object with a 'task_names' list (file written by DVC stage prepare)")
+    if len(info["task_names"]) != n_tasks:
+        raise DataError(
+            f"{path}: describes {len(info['task_names'])} tasks but params cil.tasks has {n_tasks} entries; "
+            "make the split (split.*) and cil.tasks agree, then rerun prepare"
+        )
+    return info
+
+
+# ----------------------------------------------------------------------------- steps
+
+
+def build_rows(args: argparse.Namespace, p: EvalParams, tasks_info: dict[str, Any]):
+    """Load and validate every eval.json; the runs must use the split in tasks.json."""
+    from pipeline.report.metrics import load_all
+
+    rows = load_all(args.models_dir, p.strategies, p.seeds, p.n_tasks)
+    want = tasks_info["task_names"]
+    for runs in rows.values():
+        for run in runs:
+            if run[0].task_classes != want:
+                raise DataError(
+                    f"{run[0].path}: task_classes differ from task_names in {Path(args.prepared) / 'tasks.json'}; "
+                    "the model was trained on another split (rerun the train stages: dvc repro)"
+                )
+    return rows
+
+
+@contextmanager
+def atomic_directory(out: str | Path) -> Iterator[Path]:
+    """Yield a fresh temporary folder next to ``out``; on success it replaces ``out``, on failure it is removed.
+
+    Refuses to replace an existing non-empty folder that holds no ``metrics.json`` (a mistyped ``--out``
+    must not wipe an unrelated folder).
+    """
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "metrics.json").exists())):
+        raise UserError(f"--out {out}: exists and is not a report folder (no metrics.json); choose another path")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        yield tmp
+        os.chmod(tmp, 0o755)  # mkdtemp makes it private
+        old = None
+        if out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+            os.replace(out, old / "report")
+        os.replace(tmp, out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def write_data(tmp: Path, summaries) -> None:
+    """metrics.json, the two plot files and details.json."""
+    from pipeline.report import metrics as M
+
+    (tmp / "plots").mkdir()
+    _dump(tmp / "metrics.json", M.metrics_json(summaries))
+    _dump(tmp / "plots" / "acc_vs_tasks.json", M.acc_vs_tasks_rows(summaries))
+    _dump(tmp / "plots" / "forgetting_per_task.json", M.forgetting_rows(summaries))
+    _dump(tmp / "details.json", details_json(summaries))
+
+
+def write_figures(tmp: Path, summaries, p: EvalParams):
+    from pipeline.report.figures import write_figures as _write
+
+    return _write(summaries, tmp / "figures", p.upper_bound, p.dpi)
+
+
+def write_report(tmp: Path, summaries, p: EvalParams, tasks_info: dict[str, Any], figures) -> None:
+    from pipeline.report.render import ReportContext, provenance, render_html, render_markdown
+
+    ctx = ReportContext(
+        title=p.title, summaries=summaries, upper_bound=p.upper_bound, seeds=p.seeds, tasks_info=tasks_info,
+        params=p.raw, params_text=p.text, params_path=p.path, provenance=provenance(p.path), figures=figures,
+    )  # fmt: skip
+    (tmp / "report.md").write_text(render_markdown(ctx), encoding="utf-8")
+    (tmp / "report.html").write_text(render_html(ctx, tmp / "figures"), encoding="utf-8")
+
+
+def details_json(summaries) -> dict[str, Any]:
+    """Everything behind the report, for scripts: mean matrices, curves and per-run scalars."""
+
+    def lst(a):  # ndarray -> nested lists, NaN (above the diagonal) -> null
+        if a is None:
+            return None
+        if isinstance(a, (list, tuple)) or getattr(a, "ndim", 0) > 0:
+            return [lst(x) for x in a]
+        return None if a != a else round(float(a), 6)
+
+    return {
+        name: {
+            "seeds": s.seeds, "task_classes": s.task_classes,
+            "acc_matrix_mean": lst(s.R), "acc_seen_mean": lst(s.acc_seen), "acc_seen_std": lst(s.acc_seen_std),
+            "forgetting_per_task_mean": lst(s.forgetting_per_task), "final_per_task_mean": lst(s.final_per_task),
+            "final_per_class_mean": {c: round(v, 6) for c, v in s.final_per_class.items()},
+            "runs": [
+                {"seed": r.seed, "avg_acc": r.avg_acc, "last_acc": r.last_acc, "forgetting": r.forgetting,
+                 "bwt": r.bwt, "acc_matrix": lst(r.R), "train_seconds": r.train_seconds, "buffer_size": r.buffer_size}
+                for r in s.runs
+            ],
+        }  # fmt: skip
+        for name, s in summaries.items()
+    }
+
+
+def _dump(path: Path, obj: Any) -> None:
+    path.write_text(json.dumps(obj, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def main(args: argparse.Namespace) -> None:
+    from pipeline.report.metrics import compute
+
+    p = read_params(args.params)
+    tasks_info = read_tasks(args.prepared, p.n_tasks)
+    summaries = compute(build_rows(args, p, tasks_info))
+    with atomic_directory(args.out) as tmp:
+        write_data(tmp, summaries)
+        figures = write_figures(tmp, summaries, p)
+        write_report(tmp, summaries, p, tasks_info, figures)
+    best = max((s for n, s in summaries.items() if n != p.upper_bound), key=lambda s: s.avg_acc[0], default=None)
+    msg = f"evaluate: {len(summaries)} strategies x {len(p.seeds)} seeds x {p.n_tasks} tasks -> {args.out}/report.html"
+    if best is not None:
+        msg += f" (best Avg Acc: {best.strategy} {100 * best.avg_acc[0]:.2f} %)"
+    print(msg)

@@ -1,0 +1,164 @@
+"""Stage ``prepare``: corpus -> log-Mel features, tokenizer and class-incremental task manifest.
+
+Reads the params sections ``data``, ``features`` and ``split``. Writes one folder (default
+``data/prepared``)::
+
+    corpus/                      the synthesised corpus in FSC layout (source: synthetic only)
+    features/{train,valid,test}.safetensors   packed log-Mel frames + offsets (pipeline.data.features)
+    meta/{train,valid,test}.json one record per utterance: uid, speaker, label, label_id, transcript, n_frames
+    tokenizer.json               class tokens + transcript words (pipeline.data.tokenizer)
+    tasks.json                   the class-incremental split that the train stages read
+    stats.json                   corpus size, audio hours, timings
+
+Everything is built in ``<out>.tmp`` and renamed into place at the end, so a failed run leaves no
+folder that looks complete.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+from pipeline.config import PrepareParams, load_prepare
+from pipeline.data.corpus import SPLITS, Utterance
+from pipeline.errors import DataError
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--out", default="data/prepared", help="output folder (default: data/prepared)")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def load_corpus(p: PrepareParams, work: Path, progress: bool) -> tuple[list[Utterance], list[str], str, dict]:
+    """The utterances, the class names (index = class id), the corpus family and synthesis stats."""
+    from pipeline.data.schema import FSC_INTENTS
+
+    synth_stats: dict = {}
+    if p.data.source == "synthetic":
+        from pipeline.data.fsc import read_fsc
+        from pipeline.data.synth import synthesize_corpus
+
+        synth_stats = synthesize_corpus(work / "corpus", p.data.synthetic, progress=progress)
+        return read_fsc(work / "corpus"), list(FSC_INTENTS), "fsc", synth_stats
+    if p.data.source == "fsc":
+        from pipeline.data.fsc import read_fsc
+
+        return read_fsc(Path(p.data.root)), list(FSC_INTENTS), "fsc", synth_stats
+    from pipeline.data.slurp import read_slurp
+
+    utts = read_slurp(Path(p.data.root), audio=p.data.slurp_audio)
+    classes = sorted({u.label for u in utts if u.split == "train"})
+    return utts, classes, "slurp", synth_stats
+
+
+def check_splits(utts: list[Utterance], classes: list[str], where: str) -> dict[str, list[Utterance]]:
+    by_split = {s: [u for u in utts if u.split == s] for s in SPLITS}
+    for s, items in by_split.items():
+        if not items:
+            raise DataError(f"{where}: the {s} split is empty")
+    known = set(classes)
+    for s, items in by_split.items():
+        bad = sorted({u.label for u in items} - known)
+        if bad:
+            raise DataError(f"{where}: the {s} split has class {bad[0]!r}, which is not among the training classes")
+    missing = sorted(known - {u.label for u in by_split["train"]})
+    if missing:
+        raise DataError(f"{where}: class {missing[0]!r} has no training utterance")
+    return by_split
+
+
+def write_features(p: PrepareParams, by_split: dict[str, list[Utterance]], class_id: dict[str, int], work: Path, progress: bool) -> dict:
+    """Features and metadata of every split; returns per-split utterance counts and audio seconds."""
+    from pipeline.data.features import compute_features, global_stats, save_packed
+
+    (work / "features").mkdir()
+    (work / "meta").mkdir()
+    # one worker pool for all splits: its start-up (a fresh interpreter per worker) is paid once
+    flat = compute_features([u.audio_path for items in by_split.values() for u in items], p.features, progress=progress)
+    feats, start = {}, 0
+    for s, items in by_split.items():
+        feats[s], start = flat[start : start + len(items)], start + len(items)
+    mean, std = global_stats(feats["train"])
+    counts = {}
+    for s, items in by_split.items():
+        save_packed(work / "features" / f"{s}.safetensors", feats[s], mean, std)
+        meta = [
+            {"uid": u.uid, "speaker": u.speaker, "label": u.label, "label_id": class_id[u.label],
+             "transcript": u.transcript, "n_frames": int(f.shape[0])}
+            for u, f in zip(items, feats[s])
+        ]
+        (work / "meta" / f"{s}.json").write_text(json.dumps(meta))
+        frames = sum(int(f.shape[0]) for f in feats[s])
+        counts[s] = {"utterances": len(items), "speakers": len({u.speaker for u in items}),
+                     "hours": round(frames * p.features.hop_ms / 1000 / 3600, 3)}
+    return counts
+
+
+def write_manifest(p: PrepareParams, by_split: dict[str, list[Utterance]], classes: list[str], family: str, work: Path) -> dict:
+    from pipeline.data.splits import class_order, make_tasks
+
+    tasks = make_tasks(p.split, classes, family)
+
+    def per_task(split: str) -> list[int]:
+        labels = [u.label for u in by_split[split]]
+        return [sum(labels.count(classes[c]) for c in t) for t in tasks]
+
+    manifest = {
+        "source": p.data.source,
+        "family": family,
+        "preset": p.split.preset,
+        "classes": classes,
+        "class_order": class_order(p.split, classes),
+        "tasks": tasks,
+        "task_names": [[classes[c] for c in t] for t in tasks],
+        "n_train_per_task": per_task("train"),
+        "n_valid_per_task": per_task("valid"),
+        "n_test_per_task": per_task("test"),
+    }
+    (work / "tasks.json").write_text(json.dumps(manifest, indent=1))
+    return manifest
+
+
+def main(args) -> None:
+    from pipeline.data.tokenizer import Tokenizer
+
+    t0 = time.time()
+    params = load_prepare(args.params)
+    progress = not args.no_progress
+    out = Path(args.out)
+    work = out.with_name(out.name + ".tmp")
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    try:
+        utts, classes, family, synth_stats = load_corpus(params, work, progress)
+        where = "synthetic corpus" if params.data.source == "synthetic" else str(params.data.root)
+        by_split = check_splits(utts, classes, where)
+        manifest = write_manifest(params, by_split, classes, family, work)  # validates the split before the slow part
+        t_feat = time.time()
+        counts = write_features(params, by_split, {c: i for i, c in enumerate(classes)}, work, progress)
+        t_feat = time.time() - t_feat
+        Tokenizer.build(classes, [u.transcript for u in by_split["train"]]).save(work / "tokenizer.json")
+        stats = {
+            "splits": counts,
+            "classes": len(classes),
+            "tasks": len(manifest["tasks"]),
+            "phrasings": len({u.transcript for u in utts}),
+            "synthesis": synth_stats,
+            "feature_seconds": round(t_feat, 2),
+            "seconds": round(time.time() - t0, 2),
+        }
+        (work / "stats.json").write_text(json.dumps(stats, indent=1))
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    shutil.rmtree(out, ignore_errors=True)
+    work.rename(out)
+    n = sum(c["utterances"] for c in counts.values())
+    hours = sum(c["hours"] for c in counts.values())
+    per_split = ", ".join(f"{s} {c['utterances']}" for s, c in counts.items())
+    print(
+        f"prepare: {n} utterances ({per_split}), "
+        f"{len(classes)} classes in {len(manifest['tasks'])} tasks, {hours:.2f} h of audio, {stats['seconds']:.1f} s"
+    )

@@ -1,0 +1,48 @@
+"""Stage ``train@<strategy>-<seed>-task<k>``: train one strategy on one task, then score it.
+
+Reads the params sections ``model``, ``train`` and ``recipes.<strategy>`` (plus ``cil.tasks`` to check
+the chain). Starts from ``models/<strategy>/s<seed>/<prev>`` (the init folder or task k-1) and writes
+``models/<strategy>/s<seed>/task<k>`` with the checkpoint and ``eval.json``, this task's row of the
+accuracy matrix on the test data of every task seen so far.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--strategy", required=True, help="strategy name (a key of recipes:)")
+    parser.add_argument("--seed", type=int, required=True)
+    parser.add_argument("--task", type=int, required=True, help="task index k (0-based)")
+    parser.add_argument("--prepared", default="data/prepared", help="the prepare stage's folder")
+    parser.add_argument("--models", default="models", help="checkpoint root (default: models)")
+    parser.add_argument("--eval-split", default="test", choices=["test", "valid"],
+                        help="split scored after the task (valid for hyper-parameter search)")
+
+
+def main(args) -> None:
+    from pipeline.config import load_train
+    from pipeline.continual.data import load_prepared
+    from pipeline.continual.run import TaskRun, build_model, setup_runtime
+    from pipeline.errors import ParamsError
+
+    params = load_train(args.params)
+    if args.strategy not in params.recipes:
+        raise ParamsError(f"params: recipes: no recipe named {args.strategy!r}")
+    prep = load_prepared(Path(args.prepared))
+    n_tasks = len(prep.manifest["tasks"])
+    if len(params.cil.tasks) != n_tasks:
+        raise ParamsError(f"params: cil.tasks: lists {len(params.cil.tasks)} tasks but the prepared split has {n_tasks} "
+                          f"(split.preset {prep.manifest['preset']}); list k = 0..{n_tasks - 1}")
+    if not 0 <= args.task < n_tasks:
+        raise ParamsError(f"--task {args.task}: expected 0..{n_tasks - 1}")
+    device = setup_runtime(params.train, args.seed)
+    root = Path(args.models) / args.strategy / f"s{args.seed}"
+    prev = root / params.cil.tasks[args.task].prev
+    run = TaskRun(params, args.strategy, args.seed, args.task, prep, prev, root / f"task{args.task}", device, args.eval_split)
+    row = run.run(build_model(params.model, prep))
+    wer = "n/a" if row["wer_seen"] is None else f"{row['wer_seen']:.3f}"
+    print(f"train {args.strategy} seed {args.seed} task {args.task}: loss {row['final_loss']:.3f}, "
+          f"acc on seen {row['acc_seen']:.3f}, per task {[round(a, 3) for a in row['acc_per_task']]}, "
+          f"WER {wer}, buffer {row['buffer_size']}, {row['train_seconds']:.1f} s")
