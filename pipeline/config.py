@@ -86,6 +86,11 @@ def from_dict(cls: type, data: dict, prefix: str) -> Any:
     unknown = sorted(set(data) - set(names))
     if unknown:
         raise ParamsError(f"params: {prefix}.{unknown[0]}: unknown key; allowed keys: {', '.join(names)}")
+    required = [f.name for f in dataclasses.fields(cls)
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    missing = [k for k in required if k not in data]
+    if missing:
+        raise ParamsError(f"params: {prefix}.{missing[0]}: missing; required keys: {', '.join(required)}")
     kwargs = {k: _convert(v, hints[k], f"{prefix}.{k}") for k, v in data.items()}
     obj = cls(**kwargs)
     check = getattr(obj, "validate", None)
@@ -204,8 +209,11 @@ class SplitConfig:
             if self.n_tasks is not None:
                 _require(self.n_tasks >= 1, f"{key}.n_tasks", "must be >= 1")
             else:
-                _require(self.initial_increment is not None and self.initial_increment >= 1, f"{key}.initial_increment", "must be >= 1")
-                _require(self.increment is not None and self.increment >= 1, f"{key}.increment", "must be >= 1")
+                both = "give initial_increment and increment together"
+                _require(self.initial_increment is not None and self.initial_increment >= 1, f"{key}.initial_increment",
+                         f"must be an integer >= 1 ({both})")
+                _require(self.increment is not None and self.increment >= 1, f"{key}.increment",
+                         f"must be an integer >= 1 ({both})")
 
 
 @dataclass
@@ -218,6 +226,11 @@ class PrepareParams:
 # ----------------------------------------------------------------------------- loading
 
 
+#: The top-level sections of params.yaml. Each stage reads only its own, but every loader rejects a
+#: section outside this list.
+SECTIONS = ("seeds", "data", "features", "split", "model", "train", "cil", "recipes", "evaluate")
+
+
 def read_yaml(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
@@ -228,6 +241,9 @@ def read_yaml(path: str | Path) -> dict:
         raise ParamsError(f"params: {path}: not valid YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(data, dict):
         raise ParamsError(f"params: {path}: expected a mapping at the top level")
+    unknown = sorted(str(k) for k in data if k not in SECTIONS)
+    if unknown:  # a typo'd section would otherwise be ignored silently and its stage run on defaults
+        raise ParamsError(f"params: {unknown[0]}: unknown top-level section; allowed sections: {', '.join(SECTIONS)}")
     return data
 
 
@@ -237,12 +253,23 @@ def section(raw: dict, cls: type, name: str) -> Any:
 
 
 def load_prepare(path: str | Path = "params.yaml") -> PrepareParams:
+    """The prepare stage's params, with the split checked against the corpus family of ``data.source``.
+
+    The FSC family (``fsc`` and ``synthetic``) has its 31 classes fixed, so its whole split (preset,
+    n_tasks, increments, class order) is checked here, before any work. SLURP's classes come from its
+    training data: only the preset's family and the class order ``paper`` are checked here, the rest
+    once the corpus has been read (still before features are computed).
+    """
+    from pipeline.data.splits import check_split_for_source
+
     raw = read_yaml(path)
-    return PrepareParams(
+    params = PrepareParams(
         data=section(raw, DataConfig, "data"),
         features=section(raw, FeaturesConfig, "features"),
         split=section(raw, SplitConfig, "split"),
     )
+    check_split_for_source(params.split, params.data.source)
+    return params
 
 
 # ----------------------------------------------------------------------------- train: model, train, cil, recipes
@@ -252,13 +279,16 @@ def load_prepare(path: str | Path = "params.yaml") -> PrepareParams:
 class ModelConfig:
     """The seq2seq SLU model: conv subsampling + Transformer encoder, Transformer decoder, projection heads."""
 
-    d_model: int = 128
-    encoder_layers: int = 3
+    encoder: Literal["gru", "transformer"] = "gru"  # GRU learns faster on small corpora; Transformer for big data
+    utterance_norm: bool = True  # subtract each utterance's mean feature vector (gain / channel invariance)
+    d_model: int = 96
+    encoder_layers: int = 2
     decoder_layers: int = 1
     heads: int = 4
-    ff_mult: int = 4  # feed-forward width = ff_mult * d_model
+    ff_mult: int = 2  # feed-forward width = ff_mult * d_model
     dropout: float = 0.1
-    subsample: Literal[2, 4] = 4  # time reduction of the convolutional front end
+    subsample: Literal[2, 4, 8] = 8  # time reduction of the convolutional front end (10 ms frames -> 80 ms)
+    conv_channels: int = 96  # width of the convolutions before the last one
     proj_dim: int = 64  # audio / text projection heads (contrastive losses)
     max_decode_len: int = 40  # tokens, for greedy decoding
     pretrained_encoder: Optional[str] = None  # a local Hugging Face wav2vec2-style folder (not yet supported)
@@ -268,6 +298,7 @@ class ModelConfig:
         _require(self.encoder_layers >= 1 and self.decoder_layers >= 1, f"{key}.encoder_layers", "need >= 1 layer each")
         _require(0.0 <= self.dropout < 1.0, f"{key}.dropout", "must be in [0, 1)")
         _require(self.proj_dim >= 1, f"{key}.proj_dim", "must be >= 1")
+        _require(self.conv_channels >= 1, f"{key}.conv_channels", "must be >= 1")
         _require(self.max_decode_len >= 4, f"{key}.max_decode_len", "must be >= 4")
         _require(self.pretrained_encoder is None, f"{key}.pretrained_encoder",
                  "pretrained encoders are not supported yet; use null (train from scratch)")
@@ -276,10 +307,12 @@ class ModelConfig:
 @dataclass
 class TrainConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: CUDA with bf16 autocast when present, else CPU
-    epochs: int = 6
+    first_task_epochs: int = 10  # the first task also learns the acoustic front end from scratch
+    epochs: int = 4  # every later task
+    intent_weight: float = 1.0  # extra weight of the intent step: loss = CE(tokens) + intent_weight * CE(intent)
     batch_size: int = 32
     eval_batch_size: int = 128
-    lr: float = 1e-3
+    lr: float = 2e-3
     weight_decay: float = 0.01
     grad_clip: float = 5.0
     threads: int = 0  # CPU threads (0 = all cores)
@@ -288,6 +321,8 @@ class TrainConfig:
 
     def validate(self, key: str) -> None:
         _require(self.epochs >= 1, f"{key}.epochs", "must be >= 1")
+        _require(self.first_task_epochs >= 1, f"{key}.first_task_epochs", "must be >= 1")
+        _require(self.intent_weight >= 0, f"{key}.intent_weight", "must be >= 0")
         _require(self.batch_size >= 2, f"{key}.batch_size", "must be >= 2 (contrastive losses need pairs)")
         _require(self.eval_batch_size >= 1, f"{key}.eval_batch_size", "must be >= 1")
         _require(self.lr > 0, f"{key}.lr", "must be > 0")

@@ -252,6 +252,8 @@ MALFORMED = {
     "per-class unseen class": (lambda d: d["acc_per_class"].update(zz=0.5) or d, "class 'zz'"),
     "task_classes wrong length": (_set("task_classes", CLASSES[:2]), "task_classes: expected 3"),
     "n_test wrong length": (_set("n_test_per_task", [40, 20]), "n_test_per_task: expected 3"),
+    "task without test data": (_set("n_test_per_task", [40, 0, 20]), "n_test_per_task[1] is 0"),
+    "eval_split not a string": (_set("eval_split", 1), "eval_split is 1"),
     "negative buffer": (_set("buffer_size", -1), "buffer_size is -1"),
     "negative wer": (_set("wer_seen", -0.5), "wer_seen is -0.5"),
     "train_seconds a string": (_set("train_seconds", "12"), "train_seconds is '12'"),
@@ -266,22 +268,22 @@ def test_malformed_row_names_file_and_stage(tmp_path, case):
         M.load_row(p, strategy="coconut", seed=0, task=2, n_tasks=3)
     msg = str(err.value)
     assert expected in msg
-    assert str(p) in msg and "train@coconut-s0-task2" in msg
+    assert str(p) in msg and "train@coconut-0-task2" in msg
     assert "\n" not in msg
 
 
 def test_bad_json_and_missing_file(tmp_path):
     p = write(tmp_path, None, raw='{"strategy": "coconut", ')
-    with pytest.raises(DataError, match=r"not valid JSON .*train@coconut-s0-task2"):
+    with pytest.raises(DataError, match=r"not valid JSON .*train@coconut-0-task2"):
         M.load_row(p, strategy="coconut", seed=0, task=2, n_tasks=3)
     missing = M.eval_json_path(tmp_path / "models", "lwf", 1, 0)
     with pytest.raises(DataError) as err:
         M.load_row(missing, strategy="lwf", seed=1, task=0, n_tasks=3)
-    assert str(missing) in str(err.value) and "dvc repro train@lwf-s1-task0" in str(err.value)
+    assert str(missing) in str(err.value) and "dvc repro train@lwf-1-task0" in str(err.value)
 
 
 def test_stage_name_is_spelled_in_one_place(tmp_path, monkeypatch):
-    assert M.train_stage_name("coconut+skd", 2, 5) == "train@coconut+skd-s2-task5"
+    assert M.train_stage_name("coconut+skd", 2, 5) == "train@coconut+skd-2-task5"
     assert M.eval_json_path("models", "coconut+skd", 2, 5).as_posix() == "models/coconut+skd/s2/task5/eval.json"
     monkeypatch.setattr(M, "train_stage_name", lambda s, seed, k: f"TRAIN[{s}/{seed}/{k}]")
     p = write(tmp_path, _set("task", 0)(good_row()))

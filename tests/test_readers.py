@@ -10,17 +10,15 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from conftest import FSC_HEADER as HEADER
+from conftest import FSC_ROWS, SLURP_SETS, SR, make_fsc, make_slurp
+from conftest import fsc_path as _fsc_path
+from conftest import slurp_record as _record
+from conftest import tone as _tone
 from pipeline.data.audio import read_wav
 from pipeline.data.fsc import normalize_transcript, read_fsc
 from pipeline.data.slurp import read_slurp
 from pipeline.errors import DataError, ParamsError, UserError
-
-SR = 16000
-
-
-def _tone(n: int = 800, freq: float = 440.0, amp: float = 0.5) -> np.ndarray:
-    return (amp * np.sin(2 * np.pi * freq * np.arange(n) / SR)).astype(np.float32)
-
 
 # ----------------------------------------------------------------------------- read_wav
 
@@ -82,39 +80,6 @@ def test_read_wav_errors_name_file_and_problem(tmp_path, case, needle):
 
 
 # ----------------------------------------------------------------------------- FSC
-
-HEADER = ",path,speakerId,transcription,action,object,location"
-# (split, speaker, uuid, transcription, action, object, location)
-FSC_ROWS = [
-    ("train", "spkA", "u1", "Turn on the lights.", "activate", "lights", "none"),
-    ("train", "spkA", "u2", "OK now switch the main language to Chinese", "change language", "Chinese", "none"),
-    ("train", "spkB", "u3", "Heat up the kitchen, please", "increase", "heat", "kitchen"),
-    ("valid", "spkC", "u4", "It's too loud", "decrease", "volume", "none"),
-    ("test", "spkD", "u5", "Bring me my shoes", "bring", "shoes", "none"),
-    ("test", "spkD", "u6", "Lamp off", "deactivate", "lamp", "none"),
-]
-
-
-def _fsc_path(speaker: str, uuid: str) -> str:
-    return f"wavs/speakers/{speaker}/{uuid}.wav"
-
-
-def make_fsc(root: Path, rows=FSC_ROWS, write_audio: bool = True) -> Path:
-    (root / "data").mkdir(parents=True)
-    by_split: dict[str, list[str]] = {"train": [], "valid": [], "test": []}
-    for i, (split, spk, uuid, text, act, obj, loc) in enumerate(rows):
-        rel = _fsc_path(spk, uuid)
-        text_field = f'"{text}"' if "," in text else text
-        by_split[split].append(f"{i},{rel},{spk},{text_field},{act},{obj},{loc}")
-        if write_audio:
-            (root / rel).parent.mkdir(parents=True, exist_ok=True)
-            sf.write(root / rel, _tone(160), SR, subtype="PCM_16")
-    for split, lines in by_split.items():
-        (root / "data" / f"{split}_data.csv").write_text("\n".join([HEADER, *lines]) + "\n")
-    # An extra file of the real release that the reader must ignore.
-    (root / "data" / "speaker_demographics.csv").write_text("speakerId,gender\nspkA,f\n")
-    return root
-
 
 def test_read_fsc_end_to_end(tmp_path):
     root = make_fsc(tmp_path / "fsc")
@@ -203,47 +168,6 @@ def test_fsc_duplicate_path_and_empty_value(tmp_path):
 
 
 # ----------------------------------------------------------------------------- SLURP
-
-# (split file, slurp_id, sentence, scenario, recording files)
-SLURP_SETS = [
-    ("train.jsonl", 1, "Wake me up at ten.", "alarm", ["audio-100-headset.flac", "audio-100.flac"]),
-    ("train.jsonl", 2, "what's the weather", "weather", ["audio-101.flac"]),
-    ("train.jsonl", 3, "play jazz", "music", ["audio-102.flac"]),
-    ("devel.jsonl", 4, "weather tomorrow", "weather", ["audio-200.flac"]),
-    ("test.jsonl", 5, "set an alarm", "alarm", ["audio--300-headset.flac"]),
-    ("train_synthetic.jsonl", 6, "play some rock", "music", ["audio-102.flac", "synth-7.flac"]),
-    ("train_synthetic.jsonl", 7, "rain today", "weather", ["synth-8.flac"]),
-    ("train_synthetic.jsonl", 8, "alarm at six", "alarm", ["synth-9.flac"]),
-]
-
-
-def _record(slurp_id, sentence, scenario, files) -> dict:
-    return {
-        "slurp_id": slurp_id,
-        "sentence": sentence,
-        "sentence_annotation": sentence,
-        "intent": f"{scenario}_query",
-        "action": "query",
-        "scenario": scenario,
-        "entities": [],
-        "recordings": [{"file": f, "wer": 0.0, "ent_wer": None, "status": "correct"} for f in files],
-    }
-
-
-def make_slurp(root: Path, sets=SLURP_SETS, ann_sub: str = "", audio_sub: str = "") -> Path:
-    ann, aud = root / ann_sub, root / audio_sub
-    ann.mkdir(parents=True, exist_ok=True)
-    lines: dict[str, list[str]] = {}
-    for name, sid, sentence, scenario, files in sets:
-        lines.setdefault(name, []).append(json.dumps(_record(sid, sentence, scenario, files)))
-        folder = aud / ("slurp_synth" if name == "train_synthetic.jsonl" else "slurp_real")
-        folder.mkdir(parents=True, exist_ok=True)
-        for f in files:
-            sf.write(folder / f, _tone(160), SR, format="FLAC", subtype="PCM_16")
-    for name, ls in lines.items():
-        (ann / name).write_text("\n".join(ls) + "\n")
-    return root
-
 
 def test_read_slurp_real_end_to_end(tmp_path):
     root = make_slurp(tmp_path / "slurp")

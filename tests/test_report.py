@@ -53,7 +53,7 @@ def make_tree(root: Path, strategies, seeds, T: int, wer=True, evaluate_section=
                     "buffer_size": 0 if s in ("joint", "finetune") else 12 * (i + 1),
                     "train_seconds": 2.0 + i, "epochs": 1, "final_loss": 0.5,
                 }))  # fmt: skip
-    params = {"seeds": list(seeds), "cil": {"strategies": list(strategies), "tasks": [{"k": k} for k in range(T)]},
+    params = {"seeds": list(seeds), "cil": {"strategies": list(strategies), "tasks": [{"k": k, "prev": f"task{k - 1}" if k else "init"} for k in range(T)]},
               "train": {"epochs": 1}, "evaluate": evaluate_section or {"dpi": 50}}  # fmt: skip
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     return {"n_test": n_test, "task_names": task_names}
@@ -170,6 +170,7 @@ def test_markdown_report_contents(report):
 
     assert hashlib.sha256((root / "params.yaml").read_bytes()).hexdigest() in md
     assert "- **Seeds**: 0, 1" in md
+    assert "- **Evaluated on**: test split" in md  # rows without eval_split default to test
 
 
 def test_single_seed_single_task(tmp_path):
@@ -191,7 +192,7 @@ def test_bad_row_fails_and_leaves_no_report(tmp_path):
     d = json.loads(bad.read_text())
     d["acc_per_task"] = d["acc_per_task"][:1]
     bad.write_text(json.dumps(d))
-    with pytest.raises(DataError, match=r"task1/eval.json: acc_per_task has 1 values.*train@coconut-s0-task1"):
+    with pytest.raises(DataError, match=r"task1/eval.json: acc_per_task has 1 values.*train@coconut-0-task1"):
         evaluate.main(eval_args(tmp_path))
     reports = tmp_path / "reports"
     assert not reports.exists() or not any(reports.iterdir())  # nothing that could pass for a report
@@ -217,15 +218,30 @@ def test_refuses_to_replace_unrelated_folder(tmp_path):
     make_tree(tmp_path, ["finetune"], [0], 2)
     (tmp_path / "reports" / "cil").mkdir(parents=True)
     (tmp_path / "reports" / "cil" / "thesis.tex").write_text("precious")
-    with pytest.raises(UserError, match="not a report folder"):
+    with pytest.raises(UserError, match="not a report folder .*'thesis.tex'"):
         evaluate.main(eval_args(tmp_path))
     assert (tmp_path / "reports" / "cil" / "thesis.tex").read_text() == "precious"
+
+
+def test_replaces_what_dvc_left_and_keeps_its_gitignores(tmp_path):
+    """Before running a stage DVC deletes its outputs but leaves the .gitignore files it wrote for them."""
+    make_tree(tmp_path, ["finetune"], [0], 2)
+    out = tmp_path / "reports" / "cil"
+    (out / "plots").mkdir(parents=True)
+    (out / ".gitignore").write_text("/metrics.json\n/figures\n")
+    (out / "plots" / ".gitignore").write_text("/acc_vs_tasks.json\n")
+    evaluate.main(eval_args(tmp_path))
+    assert (out / "metrics.json").is_file() and (out / "plots" / "acc_vs_tasks.json").is_file()
+    assert (out / ".gitignore").read_text() == "/metrics.json\n/figures\n"
+    assert (out / "plots" / ".gitignore").read_text() == "/acc_vs_tasks.json\n"
+    evaluate.main(eval_args(tmp_path))  # and a plain rerun over a complete report works too
+    assert sorted(p.name for p in out.parent.iterdir()) == ["cil"]
 
 
 def test_tasks_json_must_match_params(tmp_path):
     make_tree(tmp_path, ["finetune"], [0], 2)
     p = yaml.safe_load((tmp_path / "params.yaml").read_text())
-    p["cil"]["tasks"].append({"k": 2})
+    p["cil"]["tasks"].append({"k": 2, "prev": "task1"})
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(p))
     with pytest.raises(DataError, match=r"tasks.json: describes 2 tasks but params cil.tasks has 3"):
         evaluate.main(eval_args(tmp_path))
@@ -234,14 +250,15 @@ def test_tasks_json_must_match_params(tmp_path):
 @pytest.mark.parametrize(
     "edit, message",
     [
-        (lambda p: p.pop("seeds"), "params: seeds: expected a non-empty list of distinct integers"),
+        (lambda p: p.update(seeds=[]), "params: seeds: expected a non-empty list of distinct integers"),
         (lambda p: p.update(seeds=[0, 0]), "params: seeds:"),
         (lambda p: p.update(seeds="0"), "params: seeds:"),
         (lambda p: p["cil"].update(strategies=[]), "params: cil.strategies:"),
         (lambda p: p["cil"].update(strategies=["a", "a"]), "params: cil.strategies:"),
         (lambda p: p["cil"].update(strategies=["a/b"]), "params: cil.strategies: 'a/b' is not a valid name"),
-        (lambda p: p["cil"].pop("tasks"), "params: cil.tasks: expected a non-empty list"),
-        (lambda p: p.pop("cil"), "params: cil: expected a mapping"),
+        (lambda p: p["cil"].pop("tasks"), "params: cil.tasks:"),
+        (lambda p: p["cil"]["tasks"].pop(0), "params: cil.tasks[0]: expected {k: 0, prev: init}"),
+        (lambda p: p.update(cil=[1]), "params: cil: expected a mapping"),
         (lambda p: p.update(evaluate={"colour": "red"}), "params: evaluate.colour: unknown key"),
         (lambda p: p.update(evaluate={"dpi": 5}), "params: evaluate.dpi:"),
         (lambda p: p.update(evaluate={"upper_bound": "oracle"}), "params: evaluate.upper_bound: 'oracle' is not in"),
@@ -257,10 +274,18 @@ def test_params_errors(tmp_path, edit, message):
     assert message in str(err.value) and "\n" not in str(err.value)
 
 
+def test_seeds_default_to_zero_like_the_train_stages(tmp_path):
+    make_tree(tmp_path, ["finetune"], [0], 2)
+    p = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    del p["seeds"]
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(p))
+    assert evaluate.read_params(tmp_path / "params.yaml").seeds == [0]
+
+
 def test_cli_reports_user_error_in_one_line(tmp_path, capsys):
     from pipeline.__main__ import main
 
-    (tmp_path / "params.yaml").write_text("cil: {strategies: [a], tasks: [1]}\n")
+    (tmp_path / "params.yaml").write_text("seeds: [1, 1]\ncil: {strategies: [a], tasks: [{k: 0, prev: init}]}\n")
     assert main(["evaluate", "--params", str(tmp_path / "params.yaml")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: params: seeds:") and err.count("\n") == 1

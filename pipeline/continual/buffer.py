@@ -8,6 +8,7 @@ samples in the training split (plus the reservoir weights), and rebuilt from the
 
 from __future__ import annotations
 
+import pipeline.continual.avalanche_import  # noqa: F401  (must precede the avalanche imports)
 import torch
 from avalanche.training.storage_policy import (
     ClassBalancedBuffer,
@@ -35,6 +36,8 @@ class EncoderHerding(HerdingSelectionStrategy):
 
     @torch.no_grad()
     def make_sorted_indices(self, strategy, data) -> list[int]:
+        if len(data) == 0:
+            return []
         was_training = self.model.training
         self.model.eval()
         feats = []

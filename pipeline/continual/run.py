@@ -19,65 +19,21 @@ same) and ends with the same result as an uninterrupted run.
 from __future__ import annotations
 
 import json
-import random
 import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
+import pipeline.continual.avalanche_import  # noqa: F401  (must precede the avalanche imports)
 import torch
 from avalanche.core import SupervisedPlugin
 
-from pipeline.config import ModelConfig, Recipe, TrainConfig, TrainParams
+from pipeline.config import TrainParams
 from pipeline.continual import checkpoint as ckpt
 from pipeline.continual.data import Prepared, as_avalanche
-from pipeline.errors import DataError, ParamsError
-from pipeline.models.slu import SLUModel, Vocab
-
-BUFFER_STEMS = ("buffer", "skd", "ewc")
-
-
-# ----------------------------------------------------------------------------- runtime and model
-
-
-def setup_runtime(cfg: TrainConfig, seed: int) -> torch.device:
-    """Threads, determinism and device. On CPU, the same params and seed give identical results."""
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    if cfg.device == "cuda" and not torch.cuda.is_available():
-        raise ParamsError("params: train.device: 'cuda' requested but no CUDA device is available (use auto or cpu)")
-    use_cuda = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
-    torch.use_deterministic_algorithms(not use_cuda)  # CUDA kernels would need CUBLAS_WORKSPACE_CONFIG
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    return torch.device("cuda" if use_cuda else "cpu")
-
-
-def vocab_of(prep: Prepared) -> Vocab:
-    tok = prep.tokenizer
-    return Vocab(len(tok), tok.pad_id, tok.bos_id, tok.eos_id, tok.sep_id, tok.class_offset, len(tok.classes))
-
-
-def build_model(cfg: ModelConfig, prep: Prepared) -> SLUModel:
-    model = SLUModel(cfg, prep.n_mels, vocab_of(prep))
-    model.encoder.mean.copy_(prep.mean)
-    model.encoder.std.copy_(prep.std)
-    return model
-
-
-def model_fingerprint(cfg: ModelConfig, prep: Prepared) -> str:
-    return ckpt.json_digest({"model": asdict(cfg), "vocab": asdict(vocab_of(prep)), "n_mels": prep.n_mels})
-
-
-def write_init(folder: Path, cfg: ModelConfig, prep: Prepared, seed: int) -> SLUModel:
-    """The untrained model every strategy of this seed starts from."""
-    torch.manual_seed(seed)
-    model = build_model(cfg, prep)
-    meta = {"seed": seed, "model_fingerprint": model_fingerprint(cfg, prep),
-            "parameters": sum(p.numel() for p in model.parameters())}
-    ckpt.write_folder(folder, {"model": model.state_dict()}, {"rng": ckpt.rng_state()}, meta)
-    return model
+from pipeline.errors import DataError
+from pipeline.models.build import model_fingerprint
+from pipeline.models.slu import SLUModel
 
 
 def load_previous(folder: Path, model: SLUModel, fingerprint: str) -> dict:
@@ -141,12 +97,14 @@ class TaskRun:
         if r.ewc:
             self.algos["ewc"] = OnlineEWC(r.ewc_lambda)
             plugins.append(pl.EWCPlugin(self.algos["ewc"]))
-        self.progress = pl.ProgressPlugin(t.epochs, 0, t.progress, f"{self.name} task {self.k}")
+        self.epochs = t.first_task_epochs if self.k == 0 else t.epochs
+        self.progress = pl.ProgressPlugin(self.epochs, 0, t.progress, f"{self.name} task {self.k}")
         self.resume = ResumePlugin(self)
         plugins += [self.progress, self.resume]  # resume last: teachers are copied before it loads partial weights
         optimizer = torch.optim.AdamW(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
-        return Seq2SeqTemplate(model=model, optimizer=optimizer, train_mb_size=t.batch_size, train_epochs=t.epochs,
-                               eval_mb_size=t.eval_batch_size, device=self.device, plugins=plugins, grad_clip=t.grad_clip)
+        return Seq2SeqTemplate(model=model, optimizer=optimizer, train_mb_size=t.batch_size, train_epochs=self.epochs,
+                               eval_mb_size=t.eval_batch_size, device=self.device, plugins=plugins, grad_clip=t.grad_clip,
+                               intent_weight=t.intent_weight)
 
     def fingerprint(self, prev_meta: dict) -> str:
         return ckpt.json_digest({
@@ -193,7 +151,7 @@ class TaskRun:
         self.restore(strategy)
         self.resume.check()
         # After a kill between the last epoch and the save, 0 epochs remain: the end-of-task hooks still run.
-        strategy.train_epochs = self.p.train.epochs - self.resume.done
+        strategy.train_epochs = self.epochs - self.resume.done
         strategy.train(self.experience(), eval_streams=[])
         seconds = time.time() - t0 + self.resume.previous_seconds
         from pipeline.continual.evaluation import evaluate_row
@@ -204,7 +162,7 @@ class TaskRun:
         history = self.resume.history + self.progress.history
         row = {"strategy": self.name, "seed": self.seed, "task": self.k, "n_tasks": len(self.prep.manifest["tasks"]),
                "task_classes": self.prep.manifest["task_names"], **row, "buffer_size": buffer_size,
-               "train_seconds": round(seconds, 2), "epochs": self.p.train.epochs,
+               "train_seconds": round(seconds, 2), "epochs": self.epochs,
                "final_loss": history[-1]["loss"] if history else None, "eval_split": self.eval_split}
         meta = {"strategy": self.name, "seed": self.seed, "task": self.k, "fingerprint": self.fp,
                 "model_fingerprint": prev_meta["model_fingerprint"], "history": history, "seconds": round(seconds, 2),

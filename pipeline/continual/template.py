@@ -4,7 +4,7 @@ A mini-batch (``strategy.mbatch``) is ``[feats, y, feat_len, tokens, index, task
 (see :mod:`pipeline.continual.data`); Avalanche's ``mb_x``/``mb_y``/``mb_task_id`` are its first, second
 and last entries. ``forward`` runs the teacher-forced model and keeps the whole output in
 ``strategy.out`` (plugins read the pooled encoder states from there); ``mb_output`` holds the token
-logits; ``criterion`` is the token cross-entropy. Plugins add their terms to ``strategy.loss`` in
+logits; ``criterion`` is the token cross-entropy plus the weighted intent step. Plugins add their terms to ``strategy.loss`` in
 ``before_backward``.
 """
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 
+import pipeline.continual.avalanche_import  # noqa: F401  (must precede the avalanche imports)
 import torch
 from avalanche.training.plugins import EvaluationPlugin
 from avalanche.training.templates import SupervisedTemplate
@@ -21,13 +22,13 @@ from pipeline.models.slu import SLUModel, SLUOutput
 
 class Seq2SeqTemplate(SupervisedTemplate):
     def __init__(self, *, model: SLUModel, optimizer, train_mb_size: int, train_epochs: int, eval_mb_size: int,
-                 device: torch.device, plugins: list, grad_clip: float):
+                 device: torch.device, plugins: list, grad_clip: float, intent_weight: float):
         super().__init__(
             model=model, optimizer=optimizer, criterion=torch.nn.CrossEntropyLoss(), train_mb_size=train_mb_size,
             train_epochs=train_epochs, eval_mb_size=eval_mb_size, device=device, plugins=plugins,
             evaluator=EvaluationPlugin(loggers=[]), eval_every=-1,
         )
-        self.grad_clip = grad_clip
+        self.grad_clip, self.intent_weight = grad_clip, intent_weight
         self.out: SLUOutput | None = None
 
     # -- mini-batch fields beyond Avalanche's mb_x / mb_y / mb_task_id
@@ -55,7 +56,7 @@ class Seq2SeqTemplate(SupervisedTemplate):
         return self.out.token_logits
 
     def criterion(self):
-        return self.model.token_loss(self.mb_output, self.mb_tokens)
+        return self.model.seq2seq_loss(self.mb_output, self.mb_tokens, self.intent_weight)
 
     def optimizer_step(self):
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)

@@ -10,6 +10,7 @@ the model (so the stored features stay raw and the statistics travel with them).
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +45,10 @@ def fbank(wave: np.ndarray, cfg: FeaturesConfig) -> np.ndarray:
     return feats.numpy()
 
 
+#: Fewer files than this per worker process are not worth a worker's start-up.
+MIN_FILES_PER_WORKER = 500
+
+
 def _work(job: tuple[list[str], FeaturesConfig]) -> list[np.ndarray]:
     import torch
 
@@ -57,11 +62,18 @@ def compute_features(paths: list[Path], cfg: FeaturesConfig, workers: int = 0, p
     parent may already run torch threads, which makes 'fork' unsafe."""
     from tqdm import tqdm
 
-    workers = workers or mp.cpu_count()
+    import torch
+
+    if not workers:  # the cores this process may use (taskset, SLURM), not all of the machine's
+        workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    # A spawned worker costs an interpreter start and a torch import (seconds); one file costs ~3 ms.
+    # Small corpora are therefore faster in-process.
+    workers = max(1, min(workers, len(paths) // MIN_FILES_PER_WORKER))
     chunk = 64
     jobs = [([str(p) for p in paths[i : i + chunk]], cfg) for i in range(0, len(paths), chunk)]
     out: list[np.ndarray] = []
     bar = tqdm(total=len(paths), desc="features", unit="utt", disable=not progress)
+    threads = torch.get_num_threads()  # _work sets 1; restored for an in-process run
     if workers == 1 or len(jobs) == 1:
         results = map(_work, jobs)
         pool = None
@@ -74,6 +86,7 @@ def compute_features(paths: list[Path], cfg: FeaturesConfig, workers: int = 0, p
             bar.update(len(feats))
     finally:
         bar.close()
+        torch.set_num_threads(threads)
         if pool is not None:
             pool.close()
             pool.join()

@@ -8,10 +8,11 @@ The synthetic corpus (:mod:`pipeline.data.synth`) says one of these per utteranc
 - words are shared across intents on purpose, so that the task is compositional rather than a
   keyword lookup: "on"/"off", "up"/"down", "louder"/"quieter", "warmer"/"cooler", "bring", the room
   names and the device names each occur in several intents ("turn the lights on in the kitchen" vs
-  "turn the heat up in the kitchen" vs "turn the lights off in the kitchen"; "bring me the socks" vs
-  "bring the heat up"; "that's louder than i'd like" is a *decrease*). The only words that belong
-  to a single intent are the entities that alone define it (the four languages and the four
-  objects that can be brought).
+  "turn the heat up in the kitchen" vs "turn the lights off in the kitchen"; "bring me my socks" vs
+  "bring the temperature up"; "that's louder than i'd like" is a *decrease*). The words that
+  belong to a single intent are the entities that alone define it (the four languages and the
+  four objects that can be brought, plus "glass" and "read" in their phrasings) and "stop" (in
+  one of the eight phrasings of deactivate_music); see :func:`exclusive_words`.
 """
 
 from __future__ import annotations
@@ -43,7 +44,9 @@ def _lights(on: bool, room: str | None) -> tuple[str, ...]:
     if on:
         phrases += [f"put the {pre}lights on", f"it's too dark{req}", f"i need some light{req}", f"i can't see{req}"]
     else:
-        phrases += [f"shut the {pre}lights off", f"it's too bright{req}", f"i don't need the light{req}", f"kill the lights{opt}"]
+        phrases += [
+            f"shut the {pre}lights off", f"it's too bright{req}", f"i don't need the light{req}", f"kill the lights{opt}",
+        ]
     return tuple(phrases)
 
 

@@ -46,7 +46,9 @@ def task_sizes(cfg: SplitConfig, n_classes: int, family: str) -> list[int]:
         first, step = p["initial_increment"], p["increment"]
     elif cfg.n_tasks is not None:
         if cfg.n_tasks > n_classes:
-            raise ParamsError(f"params: split.n_tasks: {cfg.n_tasks} tasks but only {n_classes} classes")
+            raise ParamsError(
+                f"params: split.n_tasks: must be at most the number of classes ({n_classes}), got {cfg.n_tasks}"
+            )
         step = n_classes // cfg.n_tasks
         first = n_classes - step * (cfg.n_tasks - 1)
     else:
@@ -57,6 +59,31 @@ def task_sizes(cfg: SplitConfig, n_classes: int, family: str) -> list[int]:
             f"and further tasks of {step}"
         )
     return [first] + [step] * ((n_classes - first) // step)
+
+
+def family_of(source: str) -> str:
+    """The corpus family of a ``data.source``: the synthetic corpus has the FSC intents."""
+    return "slurp" if source == "slurp" else "fsc"
+
+
+def check_split_for_source(cfg: SplitConfig, source: str) -> None:
+    """Check what ``data.source`` alone decides (called by :func:`pipeline.config.load_prepare`).
+
+    FSC family: the classes are the 31 intents, so the whole split is built once (any error is the
+    one prepare would raise later). SLURP: the preset must be a SLURP preset and the order cannot
+    be ``paper``; the class count is known only once the corpus is read.
+    """
+    family = family_of(source)
+    if cfg.preset is not None and PRESETS[cfg.preset]["family"] != family:
+        fitting = [name for name, p in PRESETS.items() if p["family"] == family]
+        raise ParamsError(
+            f"params: split.preset: {cfg.preset!r} is for {PRESETS[cfg.preset]['family']} corpora but data.source "
+            f"is {source!r}; use one of {', '.join(fitting)} or null"
+        )
+    if family == "fsc":
+        make_tasks(cfg, list(FSC_INTENTS), family)
+    elif cfg.class_order == "paper":
+        class_order(cfg, [])  # raises: 'paper' needs the FSC intents
 
 
 def make_tasks(cfg: SplitConfig, classes: list[str], family: str) -> list[list[int]]:

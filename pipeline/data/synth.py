@@ -17,19 +17,21 @@ Speakers
     train (speaker-disjoint splits).
 
 Utterances
-    Within a split, intents follow a sequence of seeded permutations of the 31 intents, dealt to the
-    split's speakers in order: every speaker says every intent equally often (+-1) and a split
-    holds every intent as soon as it has >= 31 utterances. The phrasing is drawn uniformly from
+    Every speaker says every intent equally often (+-1), in a seeded random order: ``U // 31`` rounds
+    of all intents plus ``U % 31`` distinct leftover intents, taken as consecutive windows of one
+    seeded cyclic order of the intents per split (speaker j of the split continues where speaker
+    j-1 stopped), so a split holds every intent as soon as it has >= 31 utterances. The phrasing is drawn uniformly from
     :data:`pipeline.data.phrasings.PHRASINGS`.
 
 Acoustics (all drawn per utterance, see :func:`draw_acoustics`)
     pitch jitter (+-:data:`PITCH_JITTER` on espeak's 0..100 scale) and rate jitter
     (x U[1-:data:`RATE_JITTER`, 1+:data:`RATE_JITTER`]) around the speaker's values; espeak's own
-    random generators seeded; resampling 22050 -> 16000 Hz with a polyphase FIR
-    (``scipy.signal.resample_poly``, Kaiser window, filter designed once); leading and trailing
-    silence; with probability :data:`LOWPASS_PROB` a 4th-order Butterworth low-pass (a cheap
-    microphone); with probability :data:`REVERB_PROB` a synthetic room (exponentially decaying
-    Gaussian impulse response, -60 dB at RT60); the speech is scaled to a random peak level; then
+    random generators seeded; band-limited resampling 22050 -> 16000 Hz by the DFT
+    (:func:`resample`); leading and trailing silence; with probability :data:`LOWPASS_PROB` a
+    zero-phase 4th-order Butterworth-magnitude low-pass (a cheap microphone) and with probability
+    :data:`REVERB_PROB` a synthetic room (exponentially decaying Gaussian impulse response, -60 dB
+    at RT60), see :func:`room_impulse_response` and :func:`channel_transfer`; the speech is
+    scaled to a random peak level; then
     additive *coloured* noise with power spectral density ``S(f) ~ f^-alpha`` (alpha ~ U[0, 2]:
     white at 0, pink at 1, brown at 2; frequencies below 20 Hz flattened) at an SNR drawn uniformly
     from [snr_db_min, snr_db_max], where
@@ -47,8 +49,8 @@ Determinism
     engine: a private copy of the shared library is loaded (a new copy has fresh static data even
     if the process already loaded espeak), initialised, used for that speaker's utterances in
     order, then terminated and unloaded. libc ``rand()`` (espeak's breath noise) and espeak's own
-    generator are seeded before every utterance. The result depends on the config and the
-    installed espeak data only, not on ``workers``.
+    generator are seeded before every utterance. The files are bit-identical for the same config
+    in the same environment (espeak-ng data, numpy/scipy FFT), whatever ``workers`` is.
 
 Parallelism
     espeak-ng is not thread safe, so speakers are synthesised in worker processes (one task per
@@ -56,7 +58,9 @@ Parallelism
     purpose: the caller (the prepare stage, a test session) may already hold threads (torch
     thread pools, tqdm's monitor) and espeak state, and forking a multi-threaded process can
     deadlock; spawned workers start clean for the price of one interpreter start per worker
-    (about a second), and nothing is inherited that could affect the audio.
+    (about a second), and nothing is inherited that could affect the audio. As with any spawned
+    pool, a *script* that calls :func:`synthesize_corpus` with ``workers != 1`` needs the usual
+    ``if __name__ == "__main__":`` guard (``python -m pipeline`` and ``python -c`` are fine).
 
 Atomicity
     Everything is built in ``<root>.tmp`` and renamed to ``root`` at the end; a failed run removes
@@ -77,9 +81,14 @@ import time
 import wave
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
+
+try:  # scipy's pocketfft is ~3x faster than numpy's on non-power-of-two sizes and light to import
+    import scipy.fft as _fft
+except ImportError:  # pragma: no cover - scipy comes with speechbrain / scikit-learn
+    import numpy.fft as _fft
 
 from pipeline.config import SynthConfig
 from pipeline.data.corpus import SPLITS
@@ -164,7 +173,10 @@ def list_variants(data_path: Path) -> list[str]:
 class Espeak:
     """One pristine espeak-ng instance (a private copy of the library), synchronous, in-process.
 
-    Use as a context manager; :meth:`close` terminates and unloads it. Not thread safe.
+    The library is copied to a temporary file and loaded from there: the dynamic loader treats
+    the copy as a new library, so its static data (espeak's hidden synthesis state) starts fresh
+    even if this process has used espeak before. Use as a context manager; :meth:`close`
+    terminates and unloads it. Not thread safe.
     """
 
     def __init__(self) -> None:
@@ -188,7 +200,8 @@ class Espeak:
             ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int, ctypes.c_uint, ctypes.c_uint,
             ctypes.c_void_p, ctypes.c_void_p,
         ]
-        self.sample_rate = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, str(data_path).encode(), 0)
+        # 1000 ms callback buffers: a few callbacks per utterance instead of dozens
+        self.sample_rate = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 1000, str(data_path).encode(), 0)
         if self.sample_rate <= 0:
             self._unload()
             raise DataError(f"synthetic corpus: espeak-ng failed to initialise with data {data_path}")
@@ -315,17 +328,18 @@ def plan_utterances(cfg: SynthConfig, speakers: Sequence[Speaker]) -> list[Utter
     """Every utterance of the corpus, grouped by split, then speaker, then index."""
     plans: list[UtterancePlan] = []
     n_intents = len(FSC_INTENTS)
+    full, rest = divmod(cfg.utterances_per_speaker, n_intents)
     for s_ix, split in enumerate(SPLITS):
         members = [s for s in speakers if s.split == split]
-        total = len(members) * cfg.utterances_per_speaker
-        rng = _rng(cfg.seed, _STREAM_INTENTS, s_ix)
-        rounds = math.ceil(total / n_intents)
-        sequence = np.concatenate([rng.permutation(n_intents) for _ in range(rounds)]) if rounds else []
-        k = 0
-        for spk in members:
-            for u in range(cfg.utterances_per_speaker):
-                intent = FSC_INTENTS[int(sequence[k])]
-                k += 1
+        cyclic = _rng(cfg.seed, _STREAM_INTENTS, s_ix).permutation(n_intents)
+        for j, spk in enumerate(members):
+            # `full` rounds of all intents + `rest` consecutive intents of the split's cyclic
+            # order (distinct, and consecutive speakers continue where the previous one stopped)
+            leftover = cyclic[(j * rest + np.arange(rest)) % n_intents]
+            ids = np.concatenate([np.tile(np.arange(n_intents), full), leftover])
+            ids = _rng(cfg.seed, _STREAM_INTENTS, s_ix, spk.index).permutation(ids)
+            for u, intent_ix in enumerate(ids):
+                intent = FSC_INTENTS[int(intent_ix)]
                 choices = PHRASINGS[intent]
                 text = choices[int(_rng(cfg.seed, _STREAM_TEXT, spk.index, u).integers(len(choices)))]
                 uid = f"{spk.speaker_id}_{u:04d}"
@@ -379,39 +393,134 @@ def draw_acoustics(rng: np.random.Generator, speaker: Speaker, snr_db: tuple[flo
     )
 
 
-_RESAMPLE_FILTERS: dict[tuple[int, int], np.ndarray] = {}
+def _fast_len(n: int) -> int:
+    """The smallest 2^a 3^b 5^c >= n (a transform size numpy's FFT handles fast)."""
+    best = 1 << max(0, int(n - 1).bit_length())
+    p5 = 1
+    while p5 < best:
+        p35 = p5
+        while p35 < best:
+            q = p35
+            while q < n:
+                q *= 2
+            best = min(best, q)
+            p35 *= 3
+        p5 *= 5
+    return best
 
 
-def resample(x: np.ndarray, rate_in: int, rate_out: int = SAMPLE_RATE) -> np.ndarray:
-    """Polyphase resampling (scipy's Kaiser-windowed FIR, designed once per rate pair)."""
-    from scipy.signal import firwin, resample_poly
+_LOG_FREQS: dict[tuple[int, int], np.ndarray] = {}
 
-    if rate_in == rate_out:
-        return x.astype(np.float64)
+
+def _log_freqs(n_fft: int, rate: int) -> np.ndarray:
+    """log of the rfft bin frequencies of an n_fft-point transform, floored at 20 Hz (cached)."""
+    out = _LOG_FREQS.get((n_fft, rate))
+    if out is None:
+        out = np.log(np.maximum(np.fft.rfftfreq(n_fft, 1.0 / rate), 20.0))
+        if len(_LOG_FREQS) > 256:
+            _LOG_FREQS.clear()
+        _LOG_FREQS[(n_fft, rate)] = out
+    return out
+
+
+def resample(
+    x: np.ndarray,
+    rate_in: int,
+    rate_out: int = SAMPLE_RATE,
+    n_keep: Optional[int] = None,
+    min_len: int = 0,
+    transfer: Optional[Callable[[int], np.ndarray]] = None,
+) -> np.ndarray:
+    """Band-limited resampling by the DFT (numpy only), optionally through a linear filter.
+
+    ``x`` is zero-padded to ``L_in = down * k`` samples (``up/down = rate_out/rate_in`` in lowest
+    terms, ``k`` 5-smooth so both transform sizes are fast), its spectrum is cut (or zero-extended)
+    to the ``L_out = up * k`` point output grid, the top 5 % of the common band is rolled off with
+    a raised cosine (no ringing at the new Nyquist frequency), optionally multiplied by
+    ``transfer(L_out)`` (a filter's rfft on the output grid), and transformed back:
+
+        y = irfft( taper * X[:L_out/2+1] * H ) * L_out / L_in
+
+    ``k`` is chosen so that ``L_out >= max(ceil(len(x) up/down) + 256, min_len)``: with
+    ``min_len >= len(y) + len(h)`` a filter acts as a linear (not circular) convolution on the
+    kept samples. Returns the first ``n_keep`` samples (default ``ceil(len(x) up/down)``).
+    """
+    x = np.asarray(x, dtype=np.float64)
     g = math.gcd(rate_in, rate_out)
     up, down = rate_out // g, rate_in // g
-    h = _RESAMPLE_FILTERS.get((up, down))
-    if h is None:  # the filter resample_poly would design itself, computed once
-        max_rate = max(up, down)
-        h = firwin(2 * 10 * max_rate + 1, 1.0 / max_rate, window=("kaiser", 5.0))
-        _RESAMPLE_FILTERS[(up, down)] = h
-    return resample_poly(x, up, down, window=h)
+    n_res = math.ceil(len(x) * up / down)
+    k = _fast_len(math.ceil(max(n_res + 256, min_len) / up))
+    l_in, l_out = down * k, up * k
+    spec = _fft.rfft(x, l_in)
+    n_out = l_out // 2 + 1
+    if n_out <= len(spec):
+        spec = spec[:n_out]  # a view of our own array: safe to scale in place
+    else:
+        spec = np.concatenate([spec, np.zeros(n_out - len(spec), dtype=spec.dtype)])
+    if up != down:
+        band = min(n_out, l_in // 2 + 1)  # bins that carry signal on both grids
+        roll = max(1, band // 20)
+        spec[band - roll : band] *= 0.5 * (1 + np.cos(np.pi * (np.arange(roll) + 1) / roll))
+        spec[band:] = 0.0
+    if transfer is not None:
+        spec *= transfer(l_out)
+    y = _fft.irfft(spec, l_out) * (l_out / l_in)
+    return y[: n_res if n_keep is None else n_keep]
 
 
 def coloured_noise(rng: np.random.Generator, n: int, alpha: float, rate: int = SAMPLE_RATE) -> np.ndarray:
-    """Unit-variance Gaussian noise with PSD ~ f^-alpha (f floored at 20 Hz, no DC): white noise
-    shaped in the frequency domain by f^(-alpha/2)."""
-    spec = np.fft.rfft(rng.standard_normal(n))
-    f = np.maximum(np.fft.rfftfreq(n, 1.0 / rate), 20.0)
-    spec *= f ** (-alpha / 2)
+    """``n`` samples of unit-power Gaussian noise with PSD ~ f^-alpha (f floored at 20 Hz, no DC).
+
+    Drawn directly in the frequency domain (i.i.d. complex Gaussian bins, the spectrum of white
+    Gaussian noise) of a fast transform length >= n, shaped by f^(-alpha/2), one inverse FFT, cut
+    to n samples and normalised to mean power 1.
+    """
+    n_fft = _fast_len(n)
+    n_bins = n_fft // 2 + 1
+    spec = rng.standard_normal(2 * n_bins).view(np.complex128)  # (n_bins,) complex
+    spec *= np.exp((-alpha / 2) * _log_freqs(n_fft, rate))
     spec[0] = 0.0
-    noise = np.fft.irfft(spec, n)
-    return noise / max(float(noise.std()), 1e-12)
+    noise = _fft.irfft(spec, n_fft)[:n]
+    return noise / max(math.sqrt(float(np.mean(noise**2))), 1e-12)
+
+
+def room_impulse_response(rng: np.random.Generator, ac: Acoustics, rate: int = SAMPLE_RATE) -> Optional[np.ndarray]:
+    """The synthetic room of one utterance, or None: ``h[0] = 1`` (direct path) plus a tail
+    ``e[t] 10^(-3 t / RT60)`` (``e`` Gaussian: -60 dB at RT60) scaled to energy ``wet^2``."""
+    if ac.reverb_rt60_s is None:
+        return None
+    n_rir = max(2, int(ac.reverb_rt60_s * rate))
+    t = np.arange(n_rir) / rate
+    rir = rng.standard_normal(n_rir) * 10.0 ** (-3.0 * t / ac.reverb_rt60_s)
+    rir[0] = 0.0
+    rir *= ac.reverb_wet / math.sqrt(float(np.sum(rir**2)))
+    rir[0] = 1.0
+    return rir
+
+
+def channel_transfer(
+    rir: Optional[np.ndarray], lowpass_hz: Optional[float], rate: int = SAMPLE_RATE
+) -> Optional[Callable[[int], np.ndarray]]:
+    """``n_fft -> H`` on the rfft grid: the room (rfft of ``rir``) times the microphone, a zero-phase
+    Butterworth magnitude of order 4, ``|H(f)| = (1 + (f/fc)^8)^-1/2``; None if neither applies."""
+    if rir is None and lowpass_hz is None:
+        return None
+
+    def transfer(n_fft: int) -> np.ndarray:
+        h = np.ones(n_fft // 2 + 1, dtype=np.complex128) if rir is None else _fft.rfft(rir, n_fft)
+        if lowpass_hz is not None:
+            r = np.fft.rfftfreq(n_fft, 1.0 / rate) / lowpass_hz
+            r *= r
+            r *= r  # (f/fc)^4
+            h /= np.sqrt(1.0 + r * r)
+        return h
+
+    return transfer
 
 
 @dataclass
 class Rendered:
-    """One rendered utterance: int16 samples at 16 kHz, where the speech sits, the target SNR."""
+    """One rendered utterance: int16 samples at 16 kHz, where the speech sits, its settings."""
 
     samples: np.ndarray
     speech_span: tuple[int, int]
@@ -428,34 +537,34 @@ def render_utterance(
 ) -> Rendered:
     """Synthesise ``text`` with ``speaker``'s voice (already set on ``engine``) and apply the acoustics.
 
-    With ``add_noise=False`` the result is exactly the same utterance without its noise term (the
-    noise is still drawn and used for the anti-clipping scale), so ``noisy - clean`` is the noise.
+    Order: espeak (22050 Hz) -> resampling to 16 kHz through the room and microphone (one DFT
+    pass, :func:`resample`) -> leading/trailing silence -> peak level -> coloured noise at the
+    drawn SNR -> joint anti-clipping scale -> int16. With ``add_noise=False`` the result is
+    exactly the same utterance without its noise term (the noise is still drawn and used for the
+    anti-clipping scale), so ``noisy - clean`` is the noise, up to int16 rounding.
     """
-    from scipy.signal import butter, fftconvolve, sosfilt
-
     ac = draw_acoustics(rng, speaker, snr_db)
     raw = engine.synth(text, ac.pitch, ac.rate, speaker.intonation, ac.espeak_seed)
-    speech = resample(raw.astype(np.float64) / 32768.0, engine.sample_rate)
+    rir = room_impulse_response(rng, ac)
     lead, trail = int(round(ac.lead_s * SAMPLE_RATE)), int(round(ac.trail_s * SAMPLE_RATE))
-    span = (lead, lead + len(speech))
-    x = np.concatenate([np.zeros(lead), speech, np.zeros(trail)])
-    noise = coloured_noise(rng, len(x), ac.noise_alpha)
-    if ac.reverb_rt60_s is not None:
-        n_rir = max(2, int(ac.reverb_rt60_s * SAMPLE_RATE))
-        t = np.arange(n_rir) / SAMPLE_RATE
-        rir = rng.standard_normal(n_rir) * 10.0 ** (-3.0 * t / ac.reverb_rt60_s)  # -60 dB at RT60
-        rir[0] = 0.0
-        rir *= ac.reverb_wet / np.sqrt(np.sum(rir**2))
-        rir[0] = 1.0  # direct path
-        x = fftconvolve(x, rir)[: len(x)]
-    if ac.lowpass_hz is not None:
-        x = sosfilt(butter(4, ac.lowpass_hz, fs=SAMPLE_RATE, output="sos"), x)
+    n_speech = math.ceil(len(raw) * SAMPLE_RATE / engine.sample_rate)
+    body = resample(  # the speech and its reverberant tail, up to the end of the clip
+        raw.astype(np.float64) / 32768.0,
+        engine.sample_rate,
+        SAMPLE_RATE,
+        n_keep=n_speech + trail,
+        min_len=n_speech + trail + (0 if rir is None else len(rir)) + 256,
+        transfer=channel_transfer(rir, ac.lowpass_hz),
+    )
+    x = np.concatenate([np.zeros(lead), body])
+    span = (lead, lead + n_speech)
     peak = float(np.max(np.abs(x)))
     if peak <= 0:
         raise DataError(f"synthetic corpus: espeak-ng produced silence for {text!r} ({speaker.espeak_voice})")
     x *= 10.0 ** (ac.peak_dbfs / 20.0) / peak
     p_speech = float(np.mean(x[span[0] : span[1]] ** 2))
-    noise *= math.sqrt(p_speech / 10.0 ** (ac.snr_db / 10.0) / float(np.mean(noise**2)))
+    noise = coloured_noise(rng, len(x), ac.noise_alpha)
+    noise *= math.sqrt(p_speech / 10.0 ** (ac.snr_db / 10.0))
     mix_peak = float(np.max(np.abs(x + noise)))
     scale = MAX_PEAK / mix_peak if mix_peak > MAX_PEAK else 1.0
     out = (x + noise) * scale if add_noise else x * scale

@@ -53,7 +53,12 @@ class Tokenizer:
         return [self.bos_id, self.class_offset + class_id, self.sep_id, *body, self.eos_id]
 
     def decode_words(self, ids: list[int]) -> list[str]:
-        """The transcript words of a decoded sequence (after <sep>, up to <eos>)."""
+        """The transcript words of a decoded sequence (after <sep>, up to <eos>).
+
+        ``<unk>`` is kept as the word ``"<unk>"``: the evaluation maps out-of-vocabulary reference
+        words to ``"<unk>"`` too, so dropping it would turn a correct ``<unk>`` into a deletion and
+        hide a spurious one (an insertion). Other special and class tokens are skipped.
+        """
         out: list[str] = []
         started = False
         for i in ids:
@@ -62,7 +67,7 @@ class Tokenizer:
             if i == self.sep_id:
                 started = True
                 continue
-            if started and i >= self.class_offset + len(self.classes):
+            if started and (i == self.unk_id or i >= self.class_offset + len(self.classes)):
                 out.append(self.itos[i])
         return out
 
@@ -73,6 +78,9 @@ class Tokenizer:
     def load(cls, path: Path) -> "Tokenizer":
         try:
             raw = json.loads(Path(path).read_text())
-            return cls(classes=list(raw["classes"]), vocab_words=list(raw["words"]))
-        except (OSError, ValueError, KeyError) as exc:
+            classes, vocab = raw["classes"], raw["words"]
+            if not all(isinstance(x, list) and all(isinstance(w, str) for w in x) for x in (classes, vocab)):
+                raise ValueError("'classes' and 'words' must be lists of strings")
+            return cls(classes=list(classes), vocab_words=list(vocab))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
             raise DataError(f"{path}: not a tokenizer file written by prepare ({exc})") from None

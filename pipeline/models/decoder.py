@@ -30,9 +30,11 @@ class TokenDecoder(nn.Module):
         self.pad_id = pad_id
         self.scale = d_model**0.5
 
-    def forward(self, tokens: torch.Tensor, memory: torch.Tensor, memory_pad: torch.Tensor) -> torch.Tensor:
+    def forward(self, tokens: torch.Tensor, memory: torch.Tensor, memory_pad: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
+        """``start`` [B, D] is added to the first position (<bos>): see SLUModel.start_proj."""
         length = tokens.shape[1]
         x = self.embed(tokens) * self.scale + sinusoids(length, memory.shape[2], tokens.device).to(memory.dtype)
+        x = torch.cat([x[:, :1] + start.unsqueeze(1).to(x.dtype), x[:, 1:]], dim=1)
         causal = torch.triu(torch.ones(length, length, dtype=torch.bool, device=tokens.device), diagonal=1)
         x = self.layers(
             self.drop(x), memory, tgt_mask=causal, tgt_key_padding_mask=tokens == self.pad_id,

@@ -24,6 +24,7 @@ PALETTE = [
     "#BCBD22", "#17BECF", "#9467BD", "#F0E442",
 ]  # fmt: skip
 UPPER_BOUND_COLOUR = "#000000"
+MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p"]  # tell overlapping lines apart
 
 
 @dataclass
@@ -77,13 +78,13 @@ def plot_acc_vs_tasks(
     T = len(next(iter(summaries.values())).acc_seen)
     fig, ax = plt.subplots(figsize=(8.0, 4.8))
     x = np.arange(1, T + 1)
-    for name in names:
+    for k, name in enumerate(names):
         s = summaries[name]
         y = 100 * s.acc_seen
         is_ub = name == upper_bound
         label = f"{name} (upper bound)" if is_ub else name
-        ax.plot(x, y, color=col[name], linestyle="--" if is_ub else "-", marker="o", markersize=4,
-                linewidth=2.2 if is_ub else 1.8, label=label, zorder=3)  # fmt: skip
+        ax.plot(x, y, color=col[name], linestyle="--" if is_ub else "-", marker=MARKERS[k % len(MARKERS)],
+                markersize=5, markerfacecolor="none", linewidth=2.2 if is_ub else 1.8, label=label, zorder=3)  # fmt: skip
         if s.acc_seen_std is not None:
             sd = 100 * s.acc_seen_std
             ax.fill_between(x, y - sd, y + sd, color=col[name], alpha=0.15, linewidth=0, zorder=2)

@@ -49,8 +49,13 @@ ACC_SEEN_TOLERANCE = 2e-3
 
 
 def train_stage_name(strategy: str, seed: int, task: int) -> str:
-    """The DVC stage that writes ``models/<strategy>/s<seed>/task<task>/eval.json`` (dvc.yaml foreach key)."""
-    return f"train@{strategy}-s{seed}-task{task}"
+    """The DVC stage that writes ``models/<strategy>/s<seed>/task<task>/eval.json``.
+
+    dvc.yaml generates the train stages with ``matrix: {strategy, seed, task}``; DVC 3.67 names them by
+    joining the values with ``-`` and a dict value (a ``cil.tasks`` item) by key + index, giving
+    ``train@coconut+skd-0-task2`` (checked with ``dvc stage list``). Change it here if dvc.yaml changes.
+    """
+    return f"train@{strategy}-{seed}-task{task}"
 
 
 def eval_json_path(models_dir: str | Path, strategy: str, seed: int, task: int) -> Path:
@@ -79,6 +84,7 @@ class EvalRow:
     train_seconds: float
     epochs: Optional[int] = None
     final_loss: Optional[float] = None
+    eval_split: str = "test"  # the split the row was measured on (train stage's eval_split; default test)
     path: str = ""
 
 
@@ -152,8 +158,12 @@ def parse_row(data: Any, *, path: str | Path, strategy: str, seed: int, task: in
             raise bad(f"acc_per_class[{name!r}] is {v!r}, expected a fraction in [0, 1]")
 
     nt = data["n_test_per_task"]
-    if not (isinstance(nt, list) and len(nt) == task + 1 and all(_is_int(n) and n > 0 for n in nt)):
+    if not (isinstance(nt, list) and len(nt) == task + 1 and all(_is_int(n) and n >= 0 for n in nt)):
         raise bad(f"n_test_per_task: expected {task + 1} positive integers (tasks 0..{task}), got {nt!r}")
+    if 0 in nt:
+        j = nt.index(0)
+        raise bad(f"n_test_per_task[{j}] is 0: task {j} has no evaluation data, so its accuracy is undefined "
+                  "(make the test split larger)")
 
     weighted = sum(n * a for n, a in zip(nt, acc)) / sum(nt)
     if abs(weighted - data["acc_seen"]) > ACC_SEEN_TOLERANCE:
@@ -175,6 +185,9 @@ def parse_row(data: Any, *, path: str | Path, strategy: str, seed: int, task: in
     loss = data.get("final_loss")
     if loss is not None and not _is_num(loss):
         raise bad(f"final_loss is {loss!r}, expected a finite number or null")
+    split = data.get("eval_split", "test")
+    if not isinstance(split, str):
+        raise bad(f"eval_split is {split!r}, expected a split name such as 'test'")
 
     return EvalRow(
         strategy=strategy, seed=seed, task=task, n_tasks=n_tasks,
@@ -182,7 +195,7 @@ def parse_row(data: Any, *, path: str | Path, strategy: str, seed: int, task: in
         acc_seen=float(data["acc_seen"]), acc_per_class={k: float(v) for k, v in apc.items()},
         n_test_per_task=list(nt), wer_seen=None if wer is None else float(wer),
         buffer_size=data["buffer_size"], train_seconds=float(data["train_seconds"]),
-        epochs=epochs, final_loss=None if loss is None else float(loss), path=str(path),
+        epochs=epochs, final_loss=None if loss is None else float(loss), eval_split=split, path=str(path),
     )  # fmt: skip
 
 

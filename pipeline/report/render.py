@@ -60,6 +60,7 @@ class ReportContext:
     params_path: str
     provenance: dict[str, str]
     figures: list[Figure] = field(default_factory=list)
+    eval_splits: list[str] = field(default_factory=lambda: ["test"])  # the data split(s) the rows measured
 
 
 # ----------------------------------------------------------------------------- formatting
@@ -161,9 +162,12 @@ def comparison_table(ctx: ReportContext) -> Table:
                 if v == best:
                     cells[name][col].bold = True
     n_seeds = sorted({s.n_seeds for s in ctx.summaries.values()})
-    seeds_txt = "/".join(map(str, n_seeds))
+    if n_seeds == [1]:
+        spread = f"One seed ({ctx.seeds[0]}): no spread over seeds is shown."
+    else:
+        spread = f"Mean ± sample std over {'/'.join(map(str, n_seeds))} seeds."
     note = (
-        f"Mean ± sample std over {seeds_txt} seed(s). Avg Acc: mean over tasks of the accuracy on all seen "
+        f"{spread} Avg Acc: mean over tasks of the accuracy on all seen "
         "classes; Last Acc: the same after the last task; forgetting: mean over tasks j < T-1 of "
         "max_l R[l][j] − R[T-1][j]; BWT: mean of R[T-1][j] − R[j][j]; WER: greedy transcripts on all seen "
         "test data after the last task. Bold: best value among the strategies other than the upper bound. "
@@ -227,6 +231,7 @@ def setting_items(ctx: ReportContext) -> list[tuple[str, str]]:
         ("Data source", str(info.get("source", "unknown"))),
         ("Split preset", str(info.get("preset") or "custom")),
         ("Tasks", str(T)),
+        ("Evaluated on", ", ".join(ctx.eval_splits) + " split"),
         ("Class order", _short(info.get("class_order", "unknown"), 200)),
         ("Seeds", ", ".join(map(str, ctx.seeds))),
         ("Strategies", ", ".join(ctx.summaries)),

@@ -144,6 +144,11 @@ def _show(v: Any) -> str:
     return v if isinstance(v, str) else json.dumps(v, separators=(",", ":"))
 
 
+def _clip(s: str, limit: int) -> str:
+    """Shorten a long ``key=value`` label (e.g. a list of eight strategies) with an ellipsis."""
+    return s if len(s) <= limit else s[: limit - 1] + "…"
+
+
 def mark_differing(exps: list[Experiment]) -> list[str]:
     """Fill ``Experiment.differing`` with ``key=value`` for the param keys whose values are not all equal."""
     keys = sorted({k for e in exps for k in e.params})
@@ -183,7 +188,7 @@ def markdown_table(exps: list[Experiment], skipped: list[str]) -> str:
     ]
     for e in exps:
         for strategy, m in e.metrics.items():
-            cells = [esc(e.name), esc(", ".join(e.differing) or "-"), esc(strategy)] + [_pct(m, k) for k, _ in METRIC_COLUMNS]
+            cells = [esc(e.name), esc(", ".join(_clip(d, 60) for d in e.differing) or "-"), esc(strategy)] + [_pct(m, k) for k, _ in METRIC_COLUMNS]
             lines.append("| " + " | ".join(cells) + " |")
     out = "\n".join(lines)
     if skipped:
@@ -204,25 +209,27 @@ def plot_compare(exps: list[Experiment], path: Path, dpi: int = 120) -> None:
     strategies: list[str] = []
     for e in exps:
         strategies += [s for s in e.metrics if s not in strategies]
-    col = colours(strategies, "joint")
+    ub_name = exps[0].params.get("evaluate.upper_bound", "joint") if exps else "joint"
+    col = colours(strategies, ub_name)
     n_e, n_s = len(exps), len(strategies)
     width = 0.8 / max(n_s, 1)
-    fig, axes = plt.subplots(1, 2, figsize=(max(8.0, 2 * (0.9 * n_e + 0.2 * n_e * n_s) + 2.5), 4.8), sharey=True)
+    # Avg Acc above Last Acc, sharing the experiment axis; wide enough for every bar group.
+    fig, axes = plt.subplots(2, 1, figsize=(max(7.0, 0.9 * n_e + 0.22 * n_e * n_s + 2.5), 7.6), sharex=True)
     x = np.arange(n_e)
     for ax, (key, title) in zip(axes, METRIC_COLUMNS[:2]):
         for k, s in enumerate(strategies):
             vals = [100 * e.metrics.get(s, {}).get(key, np.nan) for e in exps]
             errs = [100 * (e.metrics.get(s, {}).get(f"{key}_std") or 0.0) for e in exps]
-            ax.bar(x - 0.4 + width * (k + 0.5), vals, width, yerr=errs, capsize=2, color=col[s],
-                   edgecolor="black" if s == "joint" else col[s], hatch="//" if s == "joint" else None,
-                   label=s, error_kw={"elinewidth": 0.8})  # fmt: skip
-        ax.set_xticks(x)
-        ax.set_xticklabels(["\n".join([e.name] + e.differing) for e in exps], fontsize=8)
-        ax.set_title(title.replace(" (%)", ""), fontsize=11)
+            ub = s == ub_name
+            ax.bar(x - 0.4 + width * (k + 0.5), vals, width, yerr=errs, capsize=2, color="white" if ub else col[s],
+                   edgecolor=col[s], hatch="//" if ub else None, label=f"{s} (upper bound)" if ub else s,
+                   error_kw={"elinewidth": 0.8})  # fmt: skip
+        ax.set_ylabel(f"{title.replace(' (%)', '')} (%)")
         ax.set_ylim(0, 100)
         ax.grid(True, axis="y", alpha=0.3)
-    axes[0].set_ylabel("accuracy (%)")
-    axes[1].legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=9)
+    axes[1].set_xticks(x)
+    axes[1].set_xticklabels(["\n".join([e.name] + [_clip(d, 34) for d in e.differing]) for e in exps], fontsize=8)
+    axes[0].legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=9)
     fig.suptitle("Accuracy per experiment and strategy (mean ± std over seeds)", fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=dpi, bbox_inches="tight", metadata={"Software": None})

@@ -64,27 +64,26 @@ class EvalParams:
 
 
 def read_params(path: str | Path) -> EvalParams:
-    """Read and check ``seeds``, ``cil.strategies``, ``cil.tasks`` and the ``evaluate`` section."""
-    from pipeline.config import read_yaml
+    """Read and check ``seeds``, ``cil.strategies``, ``cil.tasks`` and the ``evaluate`` section.
+
+    ``cil`` goes through :class:`pipeline.config.CilConfig` and ``seeds`` defaults to ``[0]``, exactly as
+    for the train stages (:func:`pipeline.config.load_train`), so both read the same runs.
+    """
+    from pipeline.config import CilConfig, read_yaml, section
 
     raw = read_yaml(path)
-    seeds = raw.get("seeds")
+    seeds = raw.get("seeds", [0])
     if not (isinstance(seeds, list) and seeds and all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)
             and len(set(seeds)) == len(seeds)):  # fmt: skip
         raise ParamsError(f"params: seeds: expected a non-empty list of distinct integers, got {seeds!r}")
-    cil = raw.get("cil")
-    if not isinstance(cil, dict):
-        raise ParamsError(f"params: cil: expected a mapping with strategies and tasks, got {cil!r}")
-    strategies = cil.get("strategies")
-    if not (isinstance(strategies, list) and strategies and all(isinstance(s, str) for s in strategies)
-            and len(set(strategies)) == len(strategies)):  # fmt: skip
-        raise ParamsError(f"params: cil.strategies: expected a non-empty list of distinct names, got {strategies!r}")
+    if "cil" in raw and not isinstance(raw["cil"], dict):
+        raise ParamsError(f"params: cil: expected a mapping with strategies and tasks, got {raw['cil']!r}")
+    cil = section(raw, CilConfig, "cil")
+    strategies = list(cil.strategies)
     for s in strategies:
         if not STRATEGY_NAME.match(s):
             raise ParamsError(f"params: cil.strategies: {s!r} is not a valid name (letters, digits, _ . + - only)")
-    tasks = cil.get("tasks")
-    if not (isinstance(tasks, list) and tasks):
-        raise ParamsError(f"params: cil.tasks: expected a non-empty list (one entry per task), got {tasks!r}")
+    tasks = cil.tasks
 
     ev = raw.get("evaluate") or {}
     if not isinstance(ev, dict):
@@ -147,16 +146,27 @@ def build_rows(args: argparse.Namespace, p: EvalParams, tasks_info: dict[str, An
     return rows
 
 
+# What the stage writes at the top of --out; plus the .gitignore files DVC keeps next to cached outputs.
+REPORT_ENTRIES = {"metrics.json", "details.json", "report.md", "report.html", "plots", "figures", ".gitignore"}
+
+
 @contextmanager
 def atomic_directory(out: str | Path) -> Iterator[Path]:
     """Yield a fresh temporary folder next to ``out``; on success it replaces ``out``, on failure it is removed.
 
-    Refuses to replace an existing non-empty folder that holds no ``metrics.json`` (a mistyped ``--out``
-    must not wipe an unrelated folder).
+    Refuses to replace an existing folder that holds anything the stage does not write (a mistyped
+    ``--out`` must not wipe an unrelated folder). The ``.gitignore`` files that DVC writes next to
+    cached outputs (``reports/cil/.gitignore``, ``reports/cil/plots/.gitignore``) are carried over, so
+    git keeps ignoring the outputs.
     """
     out = Path(out)
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "metrics.json").exists())):
-        raise UserError(f"--out {out}: exists and is not a report folder (no metrics.json); choose another path")
+    if out.exists():
+        foreign = sorted(p.name for p in out.iterdir() if p.name not in REPORT_ENTRIES) if out.is_dir() else [out.name]
+        if foreign:
+            raise UserError(
+                f"--out {out}: exists and is not a report folder (it holds {foreign[0]!r}, which evaluate "
+                "does not write); choose another path or remove it"
+            )
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
@@ -164,6 +174,10 @@ def atomic_directory(out: str | Path) -> Iterator[Path]:
         os.chmod(tmp, 0o755)  # mkdtemp makes it private
         old = None
         if out.exists():
+            for ign in out.rglob(".gitignore"):
+                dest = tmp / ign.relative_to(out)
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(ign, dest)
             old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
             os.replace(out, old / "report")
         os.replace(tmp, out)
@@ -191,12 +205,13 @@ def write_figures(tmp: Path, summaries, p: EvalParams):
     return _write(summaries, tmp / "figures", p.upper_bound, p.dpi)
 
 
-def write_report(tmp: Path, summaries, p: EvalParams, tasks_info: dict[str, Any], figures) -> None:
+def write_report(tmp: Path, summaries, p: EvalParams, tasks_info: dict[str, Any], figures, splits: list[str]) -> None:
     from pipeline.report.render import ReportContext, provenance, render_html, render_markdown
 
     ctx = ReportContext(
         title=p.title, summaries=summaries, upper_bound=p.upper_bound, seeds=p.seeds, tasks_info=tasks_info,
         params=p.raw, params_text=p.text, params_path=p.path, provenance=provenance(p.path), figures=figures,
+        eval_splits=splits,
     )  # fmt: skip
     (tmp / "report.md").write_text(render_markdown(ctx), encoding="utf-8")
     (tmp / "report.html").write_text(render_html(ctx, tmp / "figures"), encoding="utf-8")
@@ -240,11 +255,13 @@ def main(args: argparse.Namespace) -> None:
 
     p = read_params(args.params)
     tasks_info = read_tasks(args.prepared, p.n_tasks)
-    summaries = compute(build_rows(args, p, tasks_info))
+    rows = build_rows(args, p, tasks_info)
+    summaries = compute(rows)
+    splits = sorted({r.eval_split for runs in rows.values() for run in runs for r in run})
     with atomic_directory(args.out) as tmp:
         write_data(tmp, summaries)
         figures = write_figures(tmp, summaries, p)
-        write_report(tmp, summaries, p, tasks_info, figures)
+        write_report(tmp, summaries, p, tasks_info, figures, splits)
     best = max((s for n, s in summaries.items() if n != p.upper_bound), key=lambda s: s.avg_acc[0], default=None)
     msg = f"evaluate: {len(summaries)} strategies x {len(p.seeds)} seeds x {p.n_tasks} tasks -> {args.out}/report.html"
     if best is not None:

@@ -20,7 +20,7 @@ def add_arguments(parser) -> None:
 def main(args) -> None:
     from pipeline.config import load_train
     from pipeline.continual.data import load_prepared
-    from pipeline.continual.run import write_init
+    from pipeline.models.build import write_init
 
     params = load_train(args.params)
     if args.strategy not in params.recipes:

@@ -24,7 +24,8 @@ def add_arguments(parser) -> None:
 def main(args) -> None:
     from pipeline.config import load_train
     from pipeline.continual.data import load_prepared
-    from pipeline.continual.run import TaskRun, build_model, setup_runtime
+    from pipeline.continual.run import TaskRun
+    from pipeline.models.build import build_model, setup_runtime
     from pipeline.errors import ParamsError
 
     params = load_train(args.params)

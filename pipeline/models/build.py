@@ -1,0 +1,58 @@
+"""Building the model and its runtime (device, threads, determinism); the untrained checkpoint.
+
+Kept apart from the training code so that the ``init`` stage starts without importing Avalanche.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pipeline.config import ModelConfig, TrainConfig
+from pipeline.continual import checkpoint as ckpt
+from pipeline.continual.data import Prepared
+from pipeline.errors import ParamsError
+from pipeline.models.slu import SLUModel, Vocab
+
+
+def setup_runtime(cfg: TrainConfig, seed: int) -> torch.device:
+    """Threads, determinism and device. On CPU, the same params and seed give identical results."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        raise ParamsError("params: train.device: 'cuda' requested but no CUDA device is available (use auto or cpu)")
+    use_cuda = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
+    torch.use_deterministic_algorithms(not use_cuda)  # CUDA kernels would need CUBLAS_WORKSPACE_CONFIG
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    return torch.device("cuda" if use_cuda else "cpu")
+
+
+def vocab_of(prep: Prepared) -> Vocab:
+    tok = prep.tokenizer
+    return Vocab(len(tok), tok.pad_id, tok.bos_id, tok.eos_id, tok.sep_id, tok.class_offset, len(tok.classes))
+
+
+def build_model(cfg: ModelConfig, prep: Prepared) -> SLUModel:
+    model = SLUModel(cfg, prep.n_mels, vocab_of(prep))
+    model.encoder.mean.copy_(prep.mean)
+    model.encoder.std.copy_(prep.std)
+    return model
+
+
+def model_fingerprint(cfg: ModelConfig, prep: Prepared) -> str:
+    return ckpt.json_digest({"model": asdict(cfg), "vocab": asdict(vocab_of(prep)), "n_mels": prep.n_mels})
+
+
+def write_init(folder: Path, cfg: ModelConfig, prep: Prepared, seed: int) -> SLUModel:
+    """The untrained model every strategy of this seed starts from."""
+    torch.manual_seed(seed)
+    model = build_model(cfg, prep)
+    meta = {"seed": seed, "model_fingerprint": model_fingerprint(cfg, prep),
+            "parameters": sum(p.numel() for p in model.parameters())}
+    ckpt.write_folder(folder, {"model": model.state_dict()}, {"rng": ckpt.rng_state()}, meta)
+    return model
