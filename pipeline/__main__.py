@@ -49,7 +49,30 @@ def quiet_known_warnings() -> None:
     warnings.filterwarnings("ignore", message="Call to deprecated function update")
 
 
+def log_timing(argv: list[str], seconds: float, code: int) -> None:
+    """With PIPELINE_TIMING_LOG=<file>, append one JSON line per stage run (used by bench/pipeline.py)."""
+    import json
+    import os
+    import resource
+
+    path = os.environ.get("PIPELINE_TIMING_LOG")
+    if path:
+        rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        with open(path, "a") as f:
+            f.write(json.dumps({"argv": argv, "seconds": round(seconds, 3), "peak_rss_mb": round(rss_mb, 1), "exit": code}) + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
+    import time
+
+    t0 = time.time()
+    argv = sys.argv[1:] if argv is None else argv
+    code = run(argv)
+    log_timing(argv, time.time() - t0, code)
+    return code
+
+
+def run(argv: list[str]) -> int:
     quiet_known_warnings()
     args = build_parser().parse_args(argv)
     if not hasattr(args, "_main"):

@@ -281,6 +281,7 @@ class ModelConfig:
 
     encoder: Literal["gru", "transformer"] = "gru"  # GRU learns faster on small corpora; Transformer for big data
     utterance_norm: bool = True  # subtract each utterance's mean feature vector (gain / channel invariance)
+    spec_augment: bool = False  # frequency and time masking while training (slower to converge)
     d_model: int = 96
     encoder_layers: int = 2
     decoder_layers: int = 1
@@ -346,7 +347,7 @@ class Recipe:
     replay: bool = False
     buffer_size: float = 231  # 231 = ER 1 % of real FSC (23,132 training utterances): ~7 per class
     buffer_selection: Literal["random", "herding"] = "random"
-    buffer_batch_size: Optional[int] = None  # rehearsal samples per batch (null = train.batch_size)
+    buffer_batch_size: Optional[int] = 16  # rehearsal samples added to each batch (null = train.batch_size)
     contrastive: Literal["none", "nspt", "supcon", "ntpt"] = "none"
     lambda_contrastive: float = 0.1
     tau: float = 0.1

@@ -56,9 +56,9 @@ class SpeechEncoder(nn.Module):
     """[B, T, n_mels] features (+ lengths) -> [B, T', D] states (+ lengths)."""
 
     def __init__(self, n_mels: int, d_model: int, layers: int, heads: int, ff: int, dropout: float, subsample: int,
-                 channels: int, utterance_norm: bool = True, kind: str = "transformer"):
+                 channels: int, utterance_norm: bool = True, kind: str = "transformer", spec_augment: bool = True):
         super().__init__()
-        self.utterance_norm, self.kind = utterance_norm, kind
+        self.utterance_norm, self.kind, self.spec_augment = utterance_norm, kind, spec_augment
         self.register_buffer("mean", torch.zeros(n_mels))
         self.register_buffer("std", torch.ones(n_mels))
         self.front = ConvSubsampler(n_mels, d_model, subsample, channels)
@@ -77,6 +77,8 @@ class SpeechEncoder(nn.Module):
             real = (~lengths_to_mask(lengths, x.shape[1])).unsqueeze(-1).to(x.dtype)  # [B, T, 1]
             mu = (x * real).sum(1, keepdim=True) / real.sum(1, keepdim=True).clamp_min(1.0)
             x = (x - mu) * real
+        if self.training and self.spec_augment:
+            x = spec_augment(x, lengths)
         x, lengths = self.front(x, lengths)
         pad = lengths_to_mask(lengths, x.shape[1])
         if self.kind == "transformer":
@@ -87,6 +89,26 @@ class SpeechEncoder(nn.Module):
             x, _ = nn.utils.rnn.pad_packed_sequence(self.layers(packed)[0], batch_first=True, total_length=x.shape[1])
         x = self.norm(x)
         return x, lengths, pad
+
+
+def spec_augment(x: torch.Tensor, lengths: torch.Tensor, freq_masks: int = 2, freq_width: int = 6,
+                 time_masks: int = 2, time_width: int = 10) -> torch.Tensor:
+    """SpecAugment (Park et al. 2019) without time warping: zero ``freq_masks`` bands of up to ``freq_width``
+    bins and ``time_masks`` spans of up to ``time_width`` frames per utterance. x: [B, T, F], normalised."""
+    b, t, f = x.shape
+    dev = x.device
+    keep = torch.ones(b, t, f, device=dev, dtype=x.dtype)
+    bins = torch.arange(f, device=dev).view(1, 1, f)
+    frames = torch.arange(t, device=dev).view(1, t, 1)
+    for _ in range(freq_masks):
+        width = torch.randint(0, freq_width + 1, (b, 1, 1), device=dev)
+        start = (torch.rand(b, 1, 1, device=dev) * (f - width + 1)).long()
+        keep = keep * ~((bins >= start) & (bins < start + width))
+    for _ in range(time_masks):
+        width = torch.randint(0, time_width + 1, (b, 1, 1), device=dev)
+        start = (torch.rand(b, 1, 1, device=dev) * (lengths.view(b, 1, 1) - width + 1).clamp_min(1)).long()
+        keep = keep * ~((frames >= start) & (frames < start + width))
+    return x * keep
 
 
 def masked_mean(x: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:

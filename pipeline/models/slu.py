@@ -48,7 +48,7 @@ class SLUModel(nn.Module):
         self.max_decode_len = cfg.max_decode_len
         ff = cfg.ff_mult * cfg.d_model
         self.encoder = SpeechEncoder(n_mels, cfg.d_model, cfg.encoder_layers, cfg.heads, ff, cfg.dropout, cfg.subsample,
-                                     cfg.conv_channels, cfg.utterance_norm, cfg.encoder)
+                                     cfg.conv_channels, cfg.utterance_norm, cfg.encoder, cfg.spec_augment)
         self.decoder = TokenDecoder(vocab.size, cfg.d_model, cfg.decoder_layers, cfg.heads, ff, cfg.dropout, vocab.pad_id)
         # The <bos> position also receives a projection of the pooled encoder states. Without it the first
         # step (the intent) starts from a constant query and only reaches the audio through cross-attention;

@@ -1,0 +1,55 @@
+"""Benchmark: the default strategies over several seeds (default 0, 1, 2) in a fresh clone.
+
+Prints Avg Acc and Last Acc (and forgetting, BWT) as mean ± sample std per strategy, from the
+evaluate stage's metrics.json, and the run's wall time.
+
+    python bench/seeds.py                    # seeds 0 1 2
+    python bench/seeds.py --seeds 0 1 2 3 4 --keep /tmp/seeds
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from repro import clone  # noqa: E402  (bench/repro.py)
+
+
+def fmt(m: dict, key: str) -> str:
+    mean, std = m.get(key), m.get(f"{key}_std")
+    if mean is None:
+        return "n/a"
+    return f"{100 * mean:5.1f} ± {100 * std:4.1f}" if std is not None else f"{100 * mean:5.1f}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--keep", type=Path, help="run in this folder and keep it")
+    args = ap.parse_args(argv)
+    tmp = None if args.keep else tempfile.TemporaryDirectory(prefix="bench-seeds-")
+    work = args.keep or Path(tmp.name) / "repo"
+    clone(work, [f"seeds={json.dumps(args.seeds)}"])
+    t0 = time.time()
+    res = subprocess.run(["dvc", "repro"], cwd=work, capture_output=True, text=True)
+    if res.returncode != 0:
+        print(res.stdout[-3000:], res.stderr[-3000:], sep="\n")
+        return res.returncode
+    metrics = json.loads((work / "reports" / "cil" / "metrics.json").read_text())
+    print(f"{len(args.seeds)} seeds {args.seeds}, dvc repro {time.time() - t0:.0f} s; accuracies in %, mean ± std over seeds")
+    print(f"{'strategy':16s} {'Avg Acc':>13s} {'Last Acc':>13s} {'forgetting':>13s} {'BWT':>13s}")
+    for name, m in metrics.items():
+        print(f"{name:16s} {fmt(m, 'avg_acc'):>13s} {fmt(m, 'last_acc'):>13s} {fmt(m, 'forgetting'):>13s} {fmt(m, 'bwt'):>13s}")
+    if tmp is not None:
+        tmp.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
