@@ -95,8 +95,7 @@ def read_params(path: str | Path) -> EvalParams:
     ub = opts["upper_bound"]
     if ub is not None and not isinstance(ub, str):
         raise ParamsError(f"params: evaluate.upper_bound: expected a strategy name or null, got {ub!r}")
-    if "upper_bound" in ev and ub is not None and ub not in strategies:
-        raise ParamsError(f"params: evaluate.upper_bound: {ub!r} is not in cil.strategies ({', '.join(strategies)})")
+    # An upper bound that is not run (e.g. joint dropped from cil.strategies to save time) is simply not drawn.
     dpi = opts["dpi"]
     if not (isinstance(dpi, int) and not isinstance(dpi, bool) and 50 <= dpi <= 600):
         raise ParamsError(f"params: evaluate.dpi: expected an integer in [50, 600], got {dpi!r}")
