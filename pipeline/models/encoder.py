@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -38,18 +39,22 @@ class ConvSubsampler(nn.Module):
     def __init__(self, n_mels: int, d_model: int, factor: int, channels: int):
         super().__init__()
         self.n_convs = {2: 1, 4: 2, 8: 3}[factor]
-        layers, width = [], n_mels
+        convs, width = [], n_mels
         for i in range(self.n_convs):
             out = d_model if i == self.n_convs - 1 else channels
-            layers += [nn.Conv1d(width, out, 5, stride=2, padding=2), nn.GELU()]
+            convs.append(nn.Conv1d(width, out, 5, stride=2, padding=2))
             width = out
-        self.conv = nn.Sequential(*layers)
+        self.convs = nn.ModuleList(convs)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self.conv(x.transpose(1, 2)).transpose(1, 2)  # [B, T, F] -> [B, F, T] -> [B, D, T'] -> [B, T', D]
-        for _ in range(self.n_convs):
+        x = x.transpose(1, 2)  # [B, T, F] -> [B, F, T]: Mel bins are channels
+        for conv in self.convs:
+            x = F.gelu(conv(x))  # [B, C, T] -> [B, C', ceil(T / 2)]
             lengths = (lengths - 1) // 2 + 1  # output length of kernel 5, stride 2, padding 2
-        return x, lengths
+            # zero the steps past each utterance's end: the next convolution must see the same zeros
+            # there whatever the batch's padding, or outputs would depend on the batch
+            x = x * (~lengths_to_mask(lengths, x.shape[2])).unsqueeze(1).to(x.dtype)
+        return x.transpose(1, 2), lengths  # [B, T', D]
 
 
 class SpeechEncoder(nn.Module):
@@ -72,11 +77,11 @@ class SpeechEncoder(nn.Module):
         self.drop = nn.Dropout(dropout)
 
     def forward(self, feats: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        real = (~lengths_to_mask(lengths, feats.shape[1])).unsqueeze(-1).to(feats.dtype)  # [B, T, 1]
         x = (feats - self.mean) / self.std
         if self.utterance_norm:  # per-utterance mean over real frames: removes gain and channel offsets
-            real = (~lengths_to_mask(lengths, x.shape[1])).unsqueeze(-1).to(x.dtype)  # [B, T, 1]
-            mu = (x * real).sum(1, keepdim=True) / real.sum(1, keepdim=True).clamp_min(1.0)
-            x = (x - mu) * real
+            x = x - (x * real).sum(1, keepdim=True) / real.sum(1, keepdim=True).clamp_min(1.0)
+        x = x * real  # padding is exactly zero, so results do not depend on how much of it a batch has
         if self.training and self.spec_augment:
             x = spec_augment(x, lengths)
         x, lengths = self.front(x, lengths)

@@ -1,0 +1,117 @@
+"""The seq2seq SLU model: shapes, masking, the intent classifier, embeddings, SpecAugment."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from pipeline.config import ModelConfig
+from pipeline.models.encoder import lengths_to_mask, spec_augment
+from pipeline.models.slu import SLUModel, Vocab
+
+VOCAB = Vocab(size=30, pad_id=0, bos_id=1, eos_id=2, sep_id=4, class_offset=5, n_classes=6)  # words: ids 11..29
+
+
+def make(encoder: str, **kw) -> SLUModel:
+    torch.manual_seed(0)
+    cfg = ModelConfig(encoder=encoder, d_model=32, encoder_layers=2, heads=2, conv_channels=16, proj_dim=8, **kw)
+    return SLUModel(cfg, n_mels=10, vocab=VOCAB).eval()
+
+
+def batch(lengths: list[int], t_max: int = 64):
+    g = torch.Generator().manual_seed(1)
+    feats = torch.zeros(len(lengths), t_max, 10)
+    for i, n in enumerate(lengths):
+        feats[i, :n] = torch.randn(n, 10, generator=g) + 3.0
+    tokens = torch.tensor([[1, 5 + i % 6, 4, 11 + i, 12, 2, 0, 0] for i in range(len(lengths))])
+    return feats, torch.tensor(lengths), tokens
+
+
+@pytest.mark.parametrize("encoder", ["gru", "transformer"])
+def test_shapes_and_intent_logits(encoder):
+    model = make(encoder)
+    feats, lens, tokens = batch([40, 64, 23])
+    out = model(feats, lens, tokens)
+    assert out.token_logits.shape == (3, 5, VOCAB.size)  # tokens trimmed to 6 columns, minus the last
+    assert model.class_logits(out.token_logits).shape == (3, 6)
+    assert out.audio_pooled.shape == (3, 32)
+    emb = model.audio_embedding(out.audio_pooled)
+    assert torch.allclose(emb.norm(dim=1), torch.ones(3), atol=1e-5)
+
+
+@pytest.mark.parametrize("encoder", ["gru", "transformer"])
+@pytest.mark.parametrize("utterance_norm", [True, False])
+def test_padding_does_not_change_an_utterance(encoder, utterance_norm):
+    """An utterance gives the same outputs alone (short batch) as next to a longer one (more padding)."""
+    model = make(encoder, utterance_norm=utterance_norm)
+    feats, lens, tokens = batch([30, 64])
+    both = model(feats, lens, tokens)
+    alone = model(feats[:1, :30], lens[:1], tokens[:1])
+    assert torch.allclose(both.audio_pooled[0], alone.audio_pooled[0], atol=1e-5)
+    assert torch.allclose(both.token_logits[0], alone.token_logits[0], atol=1e-4)
+
+
+def test_subsampled_lengths_match_the_convolutions():
+    model = make("gru")
+    for n in (1, 7, 8, 9, 33, 64):
+        x, lens = model.encoder.front(torch.zeros(1, n, 10), torch.tensor([n]))
+        assert x.shape[1] == int(lens[0]), n
+
+
+def test_predict_only_returns_allowed_classes_and_starts_decoding_with_them():
+    model = make("gru")
+    feats, lens, _ = batch([30, 50, 64, 20])
+    allowed = torch.tensor([2, 4])
+    classes, seq = model.predict(feats, lens, allowed, decode=True)
+    assert set(classes.tolist()) <= {2, 4}
+    assert seq[:, 0].eq(VOCAB.bos_id).all() and torch.equal(seq[:, 1], classes + VOCAB.class_offset)
+    assert seq.shape[1] <= model.max_decode_len
+    # restricting to one class forces it
+    only, _ = model.predict(feats, lens, torch.tensor([3]), decode=False)
+    assert only.eq(3).all()
+
+
+def test_intent_prediction_matches_the_first_teacher_forced_step():
+    model = make("transformer")
+    feats, lens, tokens = batch([30, 50, 64])
+    logits = model.class_logits(model(feats, lens, tokens).token_logits)
+    classes, _ = model.predict(feats, lens, torch.arange(6), decode=False)
+    assert torch.equal(classes, logits.argmax(1))
+
+
+def test_text_embedding_pools_words_only():
+    model = make("gru")
+    a = torch.tensor([[1, 5, 4, 11, 12, 2, 0, 0]])
+    b = torch.tensor([[1, 9, 4, 11, 12, 2, 0, 0]])  # another class token, same words
+    c = torch.tensor([[1, 5, 4, 13, 12, 2, 0, 0]])  # another word
+    ea, eb, ec = (model.text_embedding(t) for t in (a, b, c))
+    assert torch.allclose(ea, eb) and not torch.allclose(ea, ec)
+
+
+def test_seq2seq_loss_adds_the_weighted_intent_cross_entropy():
+    model = make("gru")
+    feats, lens, tokens = batch([30, 50, 64])
+    logits = model(feats, lens, tokens).token_logits
+    intent = F.cross_entropy(model.class_logits(logits), tokens[:, 1] - VOCAB.class_offset)
+    base = model.token_loss(logits, tokens)
+    assert torch.allclose(model.seq2seq_loss(logits, tokens, 2.5), base + 2.5 * intent)
+    assert torch.allclose(model.seq2seq_loss(logits, tokens, 0.0), base)
+
+
+def test_spec_augment_masks_inside_the_utterance_and_is_seeded():
+    x = torch.ones(4, 50, 20)
+    lens = torch.tensor([50, 30, 10, 5])
+    torch.manual_seed(3)
+    a = spec_augment(x, lens)
+    torch.manual_seed(3)
+    b = spec_augment(x, lens)
+    assert torch.equal(a, b)
+    zero = a == 0
+    assert zero.any()
+    # at most 2 x 6 bins and 2 x 10 frames are masked per utterance
+    full_bins = zero.all(dim=1).sum(dim=1)
+    assert (full_bins <= 12).all()
+    pad = lengths_to_mask(lens, 50)
+    masked_frames = (zero.all(dim=2) & ~pad).sum(dim=1)
+    assert (masked_frames <= 20).all()
