@@ -1,4 +1,4 @@
-"""``python -m pipeline <stage> [options]``: run one pipeline stage.
+"""Run one stage of the pipeline: python -m pipeline <stage> [options] (dvc.yaml calls these).
 
 Each stage module in :mod:`pipeline.stages` provides ``add_arguments(parser)`` and ``main(args)``.
 User errors (:class:`pipeline.errors.UserError`) print one line and exit with status 2.

@@ -199,16 +199,25 @@ def parse_row(data: Any, *, path: str | Path, strategy: str, seed: int, task: in
     )  # fmt: skip
 
 
+def load_json(path: str | Path, *, missing_hint: str, origin: str = "") -> Any:
+    """Parse a JSON file; a missing or malformed one is a one-line :class:`DataError` naming it.
+
+    ``missing_hint`` follows "file not found" (how to make the file); ``origin`` follows a parse error
+    (who wrote it)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found ({missing_hint})")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: not valid JSON ({exc})" + (f" ({origin})" if origin else "")) from None
+
+
 def load_row(path: str | Path, *, strategy: str, seed: int, task: int, n_tasks: int) -> EvalRow:
     """Read and validate one ``eval.json``; a missing or unreadable file is a :class:`DataError`."""
     stage = train_stage_name(strategy, seed, task)
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: file not found (run DVC stage {stage}: dvc repro {stage})")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: not valid JSON ({exc}) (file written by DVC stage {stage})") from None
+    data = load_json(path, missing_hint=f"run DVC stage {stage}: dvc repro {stage}", origin=f"file written by DVC stage {stage}")
     return parse_row(data, path=path, strategy=strategy, seed=seed, task=task, n_tasks=n_tasks)
 
 

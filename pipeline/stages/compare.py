@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import DataError, UserError
+from pipeline.report.render import flatten
 
 METRIC_COLUMNS = [("avg_acc", "Avg Acc (%)"), ("last_acc", "Last Acc (%)"), ("forgetting", "Forgetting (pp)"), ("bwt", "BWT (pp)")]
 
@@ -74,26 +75,13 @@ def run_dvc_exp_show(all_commits: bool = False) -> list[dict[str, Any]]:
 
 
 def read_exp_show(path: str | Path) -> list[dict[str, Any]]:
+    from pipeline.report.metrics import load_json
+
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: file not found (write it with: dvc exp show --json > {path})")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: not valid JSON ({exc})") from None
+    data = load_json(path, missing_hint=f"write it with: dvc exp show --json > {path}")
     if not isinstance(data, list):
         raise DataError(f"{path}: expected the list printed by `dvc exp show --json`, got {type(data).__name__}")
     return data
-
-
-def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(d, dict):
-        return {prefix: d}
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        key = f"{prefix}.{k}" if prefix else str(k)
-        out.update(_flatten(v, key) if isinstance(v, dict) and v else {key: v})
-    return out
 
 
 def _entries(data: list[dict[str, Any]]):
@@ -127,7 +115,7 @@ def parse_experiments(data: list[dict[str, Any]], metrics_file: str) -> tuple[li
             continue
         params: dict[str, Any] = {}
         for pfile, pdata in (d.get("params") or {}).items():
-            flat = _flatten((pdata or {}).get("data") or {})
+            flat = flatten((pdata or {}).get("data") or {})
             prefix = "" if pfile == "params.yaml" else f"{pfile}:"
             params.update({prefix + k: v for k, v in flat.items()})
         per_strategy = {s: v for s, v in metrics.items() if isinstance(v, dict)}

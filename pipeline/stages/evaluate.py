@@ -110,12 +110,9 @@ def read_params(path: str | Path) -> EvalParams:
 def read_tasks(prepared: str | Path, n_tasks: int) -> dict[str, Any]:
     """``tasks.json`` of the prepare stage, checked to have as many tasks as ``cil.tasks``."""
     path = Path(prepared) / "tasks.json"
-    if not path.is_file():
-        raise DataError(f"{path}: file not found (run DVC stage prepare: dvc repro prepare)")
-    try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: not valid JSON ({exc}) (file written by DVC stage prepare)") from None
+    from pipeline.report.metrics import load_json
+
+    info = load_json(path, missing_hint="run DVC stage prepare: dvc repro prepare", origin="file written by DVC stage prepare")
     if not isinstance(info, dict) or not isinstance(info.get("task_names"), list):
         raise DataError(f"{path}: expected an object with a 'task_names' list (file written by DVC stage prepare)")
     if len(info["task_names"]) != n_tasks:
