@@ -71,7 +71,6 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     base = yaml.safe_load(args.params.read_text())
     args.tasks = args.tasks or len(base["cil"]["tasks"])
-    base["cil"]["tasks"] = base["cil"]["tasks"][: args.tasks]
     args.out.mkdir(parents=True, exist_ok=True)
     grid = [dict(zip(("lambda_contrastive", "lambda_mm", "tau", "tau_mm"), v))
             for v in itertools.product(args.lambda_contrastive, args.lambda_mm, args.tau, args.tau_mm)]
