@@ -11,6 +11,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -87,3 +88,25 @@ def test_exp_run_reruns_only_the_changed_strategy_and_compare_reads_it(repo):
     table = run([sys.executable, "-m", "pipeline", "compare", "--input", "exp.json", "--out", "reports/compare"], repo)
     assert "buf10" in table and "recipes.replay.buffer_size" in table
     assert (repo / "reports/compare/compare.png").is_file()
+
+
+def test_queued_experiments_end_in_one_comparison_table(repo):
+    """The README's grid recipe: two queued experiments, `dvc queue start`, then `pipeline compare`."""
+    run(["git", "add", "-A"], repo)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "before queue", "--allow-empty"], repo)
+    for name, size in (("q5", 5), ("q15", 15)):
+        run(["dvc", "exp", "run", "--queue", "-n", name, "-S", f"recipes.replay.buffer_size={size}"], repo)
+    run(["dvc", "queue", "start", "-j", "1"], repo)
+    deadline = time.time() + 600
+    while time.time() < deadline:
+        status = run(["dvc", "queue", "status"], repo)
+        if "Queued" not in status and "Running" not in status:
+            break
+        time.sleep(2)
+    assert "Failed" not in status, status
+    table = run([sys.executable, "-m", "pipeline", "compare", "--out", "reports/compare-queue"], repo)
+    for name in ("q5", "q15"):
+        assert name in table
+    assert "recipes.replay.buffer_size" in table
+    rows = json.loads((repo / "reports/compare-queue/compare.json").read_text())
+    assert rows  # one table across the experiments
