@@ -32,9 +32,10 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def write_folder(path: Path, tensors: dict[str, dict[str, torch.Tensor]], pickled: dict[str, object], meta: dict) -> None:
+def write_folder(path: Path, tensors: dict[str, dict[str, torch.Tensor]], pickled: dict[str, object], meta: dict,
+                 json_files: dict[str, object] | None = None) -> None:
     """``tensors``: file stem -> flat tensor dict (safetensors); ``pickled``: file stem -> state with tensors
-    and numbers only (torch.save); ``meta`` -> state.json."""
+    and numbers only (torch.save); ``meta`` -> state.json; ``json_files``: file name -> JSON content."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -44,6 +45,8 @@ def write_folder(path: Path, tensors: dict[str, dict[str, torch.Tensor]], pickle
     for stem, obj in pickled.items():
         torch.save(obj, tmp / f"{stem}.pt")
     (tmp / "state.json").write_text(json.dumps(meta, indent=1))
+    for name, obj in (json_files or {}).items():
+        (tmp / name).write_text(json.dumps(obj, indent=1))
     shutil.rmtree(path, ignore_errors=True)
     tmp.rename(path)
 

@@ -18,7 +18,6 @@ same) and ends with the same result as an uninterrupted run.
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from dataclasses import asdict
@@ -114,7 +113,7 @@ class TaskRun:
         })
 
     # -- state across tasks
-    def restore(self, strategy) -> None:
+    def restore(self) -> None:
         from pipeline.continual.buffer import load_buffer_state
 
         ckpt.set_rng_state(ckpt.read_pickled(self.prev, "rng"))
@@ -128,6 +127,7 @@ class TaskRun:
             self.carry_optimizer = ckpt.read_pickled(self.prev, "optimizer")
 
     def save(self, strategy, meta: dict, row: dict) -> None:
+        """Write the task's checkpoint folder (with eval.json) atomically and drop the partial state."""
         from pipeline.continual.buffer import buffer_state
 
         tensors = {"model": strategy.model.state_dict()}
@@ -136,8 +136,7 @@ class TaskRun:
         for stem, algo in self.algos.items():
             tensors[stem] = algo.state()
         pickled = {"optimizer": strategy.optimizer.state_dict(), "rng": ckpt.rng_state()}
-        ckpt.write_folder(self.out, tensors, pickled, meta)
-        (self.out / "eval.json").write_text(json.dumps(row, indent=1))
+        ckpt.write_folder(self.out, tensors, pickled, meta, {"eval.json": row})  # all or nothing
         shutil.rmtree(self.partial, ignore_errors=True)
 
     # -- the whole task
@@ -148,7 +147,7 @@ class TaskRun:
         model.to(self.device)
         strategy = self.build(model)
         self.carry_optimizer = None
-        self.restore(strategy)
+        self.restore()
         self.resume.check()
         # After a kill between the last epoch and the save, 0 epochs remain: the end-of-task hooks still run.
         strategy.train_epochs = self.epochs - self.resume.done
