@@ -108,7 +108,6 @@ def test_strategy_runs_two_tasks_and_carries_state(workdir, strategy):
 def test_same_params_and_seed_give_identical_results(workdir):
     a = run_chain(workdir, "coconut+skd", "det-a")
     b = run_chain(workdir, "coconut+skd", "det-b")
-    assert a == [dict(r, train_seconds=r["train_seconds"]) for r in a]  # sanity: rows are plain data
     strip = lambda rows: [{k: v for k, v in r.items() if k != "train_seconds"} for r in rows]  # noqa: E731
     assert strip(a) == strip(b)
     for name in ("model.safetensors", "buffer.safetensors", "skd.safetensors"):

@@ -32,7 +32,8 @@ def evaluate_row(model: SLUModel, prep: Prepared, split: str, task: int, device,
     seen = sorted(c for t in tasks for c in t)
     allowed = torch.tensor(seen, device=device)
     ds = prep.splits[split]
-    index = [i for i, y in enumerate(ds.targets) if y in set(seen)]
+    seen_set = set(seen)
+    index = [i for i, y in enumerate(ds.targets) if y in seen_set]
     was_training = model.training
     model.eval()
     preds, hyps = [], []
@@ -50,8 +51,8 @@ def evaluate_row(model: SLUModel, prep: Prepared, split: str, task: int, device,
     correct = [p == y for p, y in zip(preds, labels)]
     classes = prep.manifest["classes"]
     per_task, n_per_task = [], []
-    for t in tasks:
-        hits = [c for c, y in zip(correct, labels) if y in set(t)]
+    for t in map(set, tasks):
+        hits = [c for c, y in zip(correct, labels) if y in t]
         per_task.append(sum(hits) / max(len(hits), 1))
         n_per_task.append(len(hits))
     per_class = {}
