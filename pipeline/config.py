@@ -413,6 +413,10 @@ class TrainParams:
     recipes: dict[str, Recipe]
     seeds: list[int]
 
+    def check_strategy(self, name: str) -> None:
+        """A strategy named on the command line must have a recipe."""
+        _require(name in self.recipes, "recipes", f"no recipe named {name!r} (known: {', '.join(self.recipes)})")
+
 
 def load_train(path: str | Path = "params.yaml") -> TrainParams:
     raw = read_yaml(path)

@@ -38,6 +38,11 @@ class SLUDataset(Dataset):
         return feats, self.targets[i], n, self.tokens[i], i
 
 
+def to_inputs(items: list[tuple], device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Features [B, T_max, n_mels] and lengths [B] of a list of dataset items, on ``device``."""
+    return torch.stack([it[0] for it in items]).to(device), torch.tensor([it[2] for it in items], device=device)
+
+
 @dataclass
 class Prepared:
     """Everything the train stages read from the prepare stage's folder."""

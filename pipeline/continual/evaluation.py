@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from pipeline.continual.data import Prepared
+from pipeline.continual.data import Prepared, to_inputs
 from pipeline.models.slu import SLUModel
 
 
@@ -39,8 +39,7 @@ def evaluate_row(model: SLUModel, prep: Prepared, split: str, task: int, device,
     preds, hyps = [], []
     for start in range(0, len(index), batch_size):
         items = [ds[i] for i in index[start : start + batch_size]]
-        feats = torch.stack([it[0] for it in items]).to(device)
-        lens = torch.tensor([it[2] for it in items], device=device)
+        feats, lens = to_inputs(items, device)
         with autocast():
             classes, seq = model.predict(feats, lens, allowed, decode=decode)
         preds += classes.cpu().tolist()

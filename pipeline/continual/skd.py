@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 
+from pipeline.continual.data import to_inputs
 from pipeline.losses import SequenceKDLoss
 from pipeline.models.slu import SLUModel, trim_tokens
 
@@ -48,8 +49,7 @@ class SequenceKD:
         index, rows = [], []
         for i in range(0, len(samples), batch_size):
             chunk = samples[i : i + batch_size]
-            feats = torch.stack([s[0] for s in chunk]).to(device)
-            lens = torch.tensor([s[2] for s in chunk], device=device)
+            feats, lens = to_inputs(chunk, device)
             _, seq = model.predict(feats, lens, allowed.to(device), decode=True)
             padded = torch.full((len(chunk), self.length), self.pad_id, dtype=torch.long)
             padded[:, : seq.shape[1]] = seq[:, : self.length].cpu()

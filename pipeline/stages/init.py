@@ -23,10 +23,7 @@ def main(args) -> None:
     from pipeline.models.build import write_init
 
     params = load_train(args.params)
-    if args.strategy not in params.recipes:
-        from pipeline.errors import ParamsError
-
-        raise ParamsError(f"params: recipes: no recipe named {args.strategy!r}")
+    params.check_strategy(args.strategy)
     prep = load_prepared(Path(args.prepared))
     folder = Path(args.models) / args.strategy / f"s{args.seed}" / "init"
     model = write_init(folder, params.model, prep, args.seed)

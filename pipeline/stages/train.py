@@ -29,8 +29,7 @@ def main(args) -> None:
     from pipeline.errors import ParamsError
 
     params = load_train(args.params)
-    if args.strategy not in params.recipes:
-        raise ParamsError(f"params: recipes: no recipe named {args.strategy!r}")
+    params.check_strategy(args.strategy)
     prep = load_prepared(Path(args.prepared))
     n_tasks = len(prep.manifest["tasks"])
     if len(params.cil.tasks) != n_tasks:
