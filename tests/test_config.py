@@ -166,6 +166,8 @@ def test_not_a_mapping_or_not_yaml(tmp_path):
         ({"data": {"synthetic": {"n_speakers": 10, "valid_speakers": 4, "test_speakers": 6}}},
          "data.synthetic.n_speakers", "must exceed valid_speakers + test_speakers (10)"),
         ({"data": {"synthetic": {"valid_speakers": 0}}}, "data.synthetic.valid_speakers", ">= 1"),
+        ({"data": {"synthetic": {"n_variants": 5}}}, "data.synthetic.n_variants", "too few variants for 48 speakers"),
+        ({"data": {"synthetic": {"n_variants": 0}}}, "data.synthetic.n_variants", "must be >= 1"),
         ({"data": {"synthetic": {"snr_db_min": 40.0}}}, "data.synthetic.snr_db_min", "must be <= snr_db_max"),
         ({"data": {"source": "fsc"}}, "data.root", "is required with source 'fsc'"),
         ({"features": {"win_ms": 5.0}}, "features.win_ms", "need win_ms >= hop_ms > 0"),

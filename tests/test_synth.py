@@ -125,10 +125,25 @@ def test_default_speakers_distinct_balanced_and_real_variants():
     splits = Counter(s.split for s in speakers)
     n_train = cfg.n_speakers - cfg.valid_speakers - cfg.test_speakers
     assert splits == {"train": n_train, "valid": cfg.valid_speakers, "test": cfg.test_speakers}
+    # n_variants shared timbres, each spoken by at least one training speaker
+    assert len({s.variant for s in speakers}) == cfg.n_variants
+    assert {s.variant for s in speakers} == {s.variant for s in speakers if s.split == "train"}
     # seeded: same seed same table, another seed another table
     assert synth.plan_speakers(cfg, variants) == speakers
     cfg1 = SynthConfig(seed=1)
     assert synth.plan_speakers(cfg1, variants) != speakers
+
+
+@pytest.mark.parametrize("n, nv, nt, variants", [(48, 16, 8, 16), (20, 4, 4, 4), (12, 2, 2, 50), (8, 1, 1, 1)])
+def test_every_held_out_speaker_has_its_variant_in_train(n, nv, nt, variants):
+    cfg = SynthConfig(n_speakers=n, valid_speakers=nv, test_speakers=nt, n_variants=variants)
+    cfg.validate("data.synthetic")
+    speakers = synth.plan_speakers(cfg, synth.list_variants(synth.espeak_paths()[1]))
+    assert Counter(s.split for s in speakers) == {"train": n - nv - nt, "valid": nv, "test": nt}
+    assert len({(s.voice, s.variant) for s in speakers}) == n
+    train_variants = {s.variant for s in speakers if s.split == "train"}
+    assert all(s.variant in train_variants for s in speakers)
+    assert len(train_variants) == min(variants, n - nv - nt)
 
 
 def test_default_plan_balances_intents_per_speaker_and_split():

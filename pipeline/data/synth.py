@@ -11,10 +11,11 @@ Speakers
     A speaker is a fixed combination of an espeak-ng base voice (the 8 English ones in
     :data:`BASE_VOICES`), a voice variant (a file of the ``voices/!v`` folder of the espeak data:
     espeak silently ignores an unknown variant, so only names found there are used), a base pitch,
-    a speaking rate and an intonation range. Base voices are dealt round-robin (in a seeded order)
-    so they are balanced; (voice, variant) pairs are distinct. A seeded shuffle of the speakers
-    puts the first ``valid_speakers`` in valid, the last ``test_speakers`` in test and the rest in
-    train (speaker-disjoint splits).
+    a speaking rate and an intonation range. ``n_variants`` variants (timbres) are shared by the
+    speakers, each with several base voices, so (voice, variant) pairs are distinct and voices
+    balanced. A seeded shuffle of the speakers puts the first ``valid_speakers`` in valid, the last
+    ``test_speakers`` in test and the rest in train (speaker-disjoint splits), skipping a speaker
+    whose variant would otherwise have no training speaker (see :func:`plan_speakers`).
 
 Utterances
     Every speaker says every intent equally often (+-1), in a seeded random order: ``U // 31`` rounds
@@ -68,6 +69,8 @@ Atomicity
 """
 
 from __future__ import annotations
+
+from collections import Counter
 
 import csv
 import ctypes
@@ -294,33 +297,49 @@ class UtterancePlan:
 
 
 def plan_speakers(cfg: SynthConfig, variants: Sequence[str]) -> list[Speaker]:
-    """The speakers of ``cfg`` (seeded): balanced base voices, distinct (voice, variant) pairs, splits."""
-    n, m = cfg.n_speakers, len(variants)
-    if n > len(BASE_VOICES) * m:
-        raise ParamsError(
-            f"params: data.synthetic.n_speakers: at most {len(BASE_VOICES) * m} distinct voices exist, got {n}"
-        )
+    """The speakers of ``cfg`` (seeded): shared variants, distinct (voice, variant) pairs, splits.
+
+    A pool of ``P = min(n_variants, training speakers)`` variants is drawn; speaker ``k`` gets variant
+    ``pool[k % P]`` and, among the speakers of one variant, base voices in turn (so the pairs are
+    distinct and the voices balanced). Valid and test speakers are then taken from a seeded order,
+    skipping any whose variant would be left without a training speaker: the test speakers are new
+    people from the training population, not voices unlike anything heard in training (with a
+    distinct variant per speaker, a test speaker whose variant scales every formant by 1.45 was
+    recognised 14 % of the time while the others were at 75-97 %).
+    """
+    n = cfg.n_speakers
+    n_train = n - cfg.valid_speakers - cfg.test_speakers
+    pool_size = min(cfg.n_variants, n_train)
+    if pool_size > len(variants):
+        raise ParamsError(f"params: data.synthetic.n_variants: only {len(variants)} espeak voice variants exist, "
+                          f"got {pool_size}")
     rng = _rng(cfg.seed, _STREAM_SPEAKERS)
     voice_order = rng.permutation(len(BASE_VOICES))
-    variant_order = rng.permutation(m)
-    used: set[tuple[str, str]] = set()
+    pool = [variants[i] for i in rng.permutation(len(variants))[:pool_size]]
     width = max(2, len(str(n - 1)))
     drafts = []
-    vi = 0
     for k in range(n):
-        voice = BASE_VOICES[voice_order[k % len(BASE_VOICES)]]
-        while (voice, variants[variant_order[vi % m]]) in used:
-            vi += 1
-        variant = variants[variant_order[vi % m]]
-        vi += 1
-        used.add((voice, variant))
+        v, j = k % pool_size, k // pool_size  # j-th speaker of variant v
+        voice = BASE_VOICES[voice_order[(v + j) % len(BASE_VOICES)]]
         pitch = int(rng.integers(SPEAKER_PITCH[0], SPEAKER_PITCH[1] + 1))
         rate = int(rng.integers(SPEAKER_RATE[0], SPEAKER_RATE[1] + 1))
         intonation = int(rng.integers(SPEAKER_INTONATION[0], SPEAKER_INTONATION[1] + 1))
-        drafts.append((k, f"spk{k:0{width}d}", voice, variant, pitch, rate, intonation))
-    order = _rng(cfg.seed, _STREAM_SPLITS).permutation(n)
-    split_of = {int(k): "valid" for k in order[: cfg.valid_speakers]}
-    split_of.update({int(k): "test" for k in order[n - cfg.test_speakers :]})
+        drafts.append((k, f"spk{k:0{width}d}", voice, pool[v], pitch, rate, intonation))
+    order = [int(k) for k in _rng(cfg.seed, _STREAM_SPLITS).permutation(n)]
+    in_train = Counter(d[3] for d in drafts)  # speakers per variant still in train
+    split_of: dict[int, str] = {}
+
+    def take(candidates, split: str, count: int) -> None:
+        for k in candidates:
+            if count == 0:
+                return
+            if k not in split_of and in_train[drafts[k][3]] > 1:
+                split_of[k] = split
+                in_train[drafts[k][3]] -= 1
+                count -= 1
+
+    take(order, "valid", cfg.valid_speakers)
+    take(reversed(order), "test", cfg.test_speakers)  # always enough: n_train >= pool_size
     return [Speaker(*d, split=split_of.get(d[0], "train")) for d in drafts]
 
 
