@@ -113,6 +113,7 @@ class SynthConfig:
 
     seed: int = 0
     n_speakers: int = 48  # a speaker is a fixed (voice, variant, pitch, rate) combination
+    n_variants: int = 16  # voice variants (timbres) shared by the speakers; each has a training speaker
     valid_speakers: int = 6
     test_speakers: int = 8
     utterances_per_speaker: int = 190
@@ -130,6 +131,11 @@ class SynthConfig:
             f"must exceed valid_speakers + test_speakers ({self.valid_speakers + self.test_speakers}) "
             "so that some speakers are left for training",
         )
+        _require(self.n_variants >= 1, f"{key}.n_variants", "must be >= 1")
+        pool = min(self.n_variants, self.n_speakers - self.valid_speakers - self.test_speakers)
+        _require(self.n_speakers <= 8 * pool, f"{key}.n_variants",
+                 f"too few variants for {self.n_speakers} speakers: a (base voice, variant) pair is one speaker, there "
+                 f"are 8 base voices and at most the number of training speakers of variants are used ({pool})")
         _require(self.utterances_per_speaker >= 1, f"{key}.utterances_per_speaker", "must be >= 1")
         _require(self.snr_db_min <= self.snr_db_max, f"{key}.snr_db_min", "must be <= snr_db_max")
         _require(self.workers >= 0, f"{key}.workers", "must be >= 0 (0 = all cores)")
@@ -149,8 +155,12 @@ class DataConfig:
 
 @dataclass
 class FeaturesConfig:
-    """Log-Mel filterbank features, computed once in prepare (Kaldi-style fbank)."""
+    """What prepare stores per utterance: log-Mel filterbanks (Kaldi-style fbank, the default) or, with
+    ``kind: waveform``, the raw samples that a pretrained wav2vec2-style encoder (``model.pretrained_encoder``)
+    reads. ``n_mels``, ``win_ms`` apply to fbank only; ``max_frames`` counts ``hop_ms`` frames for both
+    kinds, so that it cuts the same duration (waveform: ``max_frames * hop_ms`` ms of samples)."""
 
+    kind: Literal["fbank", "waveform"] = "fbank"
     sample_rate: int = 16000
     n_mels: int = 40
     win_ms: float = 25.0
@@ -279,7 +289,7 @@ def load_prepare(path: str | Path = "params.yaml") -> PrepareParams:
 class ModelConfig:
     """The seq2seq SLU model: conv subsampling + Transformer encoder, Transformer decoder, projection heads."""
 
-    encoder: Literal["gru", "transformer"] = "gru"  # GRU learns faster on small corpora; Transformer for big data
+    encoder: Literal["gru", "conv", "transformer"] = "gru"  # see pipeline.models.encoder
     utterance_norm: bool = True  # subtract each utterance's mean feature vector (gain / channel invariance)
     spec_augment: bool = False  # frequency and time masking while training (slower to converge)
     d_model: int = 96
@@ -288,11 +298,16 @@ class ModelConfig:
     heads: int = 4
     ff_mult: int = 2  # feed-forward width = ff_mult * d_model
     dropout: float = 0.1
-    subsample: Literal[2, 4, 8] = 8  # time reduction of the convolutional front end (10 ms frames -> 80 ms)
+    front: Literal["stack", "conv"] = "stack"  # frame stacking or strided convolutions (pipeline.models.encoder)
+    subsample: Literal[2, 4, 8] = 8  # time reduction of the front end (10 ms frames -> 80 ms)
     conv_channels: int = 96  # width of the convolutions before the last one
     proj_dim: int = 64  # audio / text projection heads (contrastive losses)
     max_decode_len: int = 40  # tokens, for greedy decoding
-    pretrained_encoder: Optional[str] = None  # a local Hugging Face wav2vec2-style folder (not yet supported)
+    # A local Hugging Face wav2vec2-style folder (config.json + weights) replacing the from-scratch encoder
+    # (pipeline.models.pretrained); needs features.kind: waveform. encoder, utterance_norm, front, subsample
+    # and conv_channels then do not apply; spec_augment switches the checkpoint's own time/feature masking.
+    pretrained_encoder: Optional[str] = None
+    freeze_pretrained_feature_encoder: bool = True  # keep the pretrained convolutional feature encoder fixed
 
     def validate(self, key: str) -> None:
         _require(self.d_model % self.heads == 0, f"{key}.d_model", f"must be divisible by heads ({self.heads})")
@@ -301,8 +316,12 @@ class ModelConfig:
         _require(self.proj_dim >= 1, f"{key}.proj_dim", "must be >= 1")
         _require(self.conv_channels >= 1, f"{key}.conv_channels", "must be >= 1")
         _require(self.max_decode_len >= 4, f"{key}.max_decode_len", "must be >= 4")
-        _require(self.pretrained_encoder is None, f"{key}.pretrained_encoder",
-                 "pretrained encoders are not supported yet; use null (train from scratch)")
+        if self.pretrained_encoder is not None:  # checked here so that a typo fails before any work
+            folder = Path(self.pretrained_encoder)
+            _require(folder.is_dir(), f"{key}.pretrained_encoder",
+                     f"{folder}: not a folder (expected a local Hugging Face checkpoint folder; nothing is downloaded)")
+            _require((folder / "config.json").is_file(), f"{key}.pretrained_encoder",
+                     f"{folder / 'config.json'}: missing (expected a folder written by save_pretrained)")
 
 
 @dataclass
@@ -311,9 +330,9 @@ class TrainConfig:
     first_task_epochs: int = 10  # the first task also learns the acoustic front end from scratch
     epochs: int = 4  # every later task
     intent_weight: float = 1.0  # extra weight of the intent step: loss = CE(tokens) + intent_weight * CE(intent)
-    batch_size: int = 32
+    batch_size: int = 64
     eval_batch_size: int = 128
-    lr: float = 2e-3
+    lr: float = 3e-3
     weight_decay: float = 0.01
     grad_clip: float = 5.0
     threads: int = 0  # CPU threads (0 = all cores)
@@ -341,13 +360,15 @@ class Recipe:
     rehearsal samples, or its SupCon / NTPT variants; ``mm``: audio-text InfoNCE on current samples;
     ``skd``: sequence-level KD towards the teacher's stored transcripts of rehearsal samples;
     ``lwf`` / ``ewc``: regularisation baselines; ``joint``: train on all classes seen so far (upper bound).
+    ``epochs`` overrides ``train.epochs`` for this strategy (joint's later tasks pass over all the data
+    seen so far, so a few epochs there cost as much as many for the others).
     """
 
     joint: bool = False
     replay: bool = False
     buffer_size: float = 231  # 231 = ER 1 % of real FSC (23,132 training utterances): ~7 per class
     buffer_selection: Literal["random", "herding"] = "random"
-    buffer_batch_size: Optional[int] = 16  # rehearsal samples added to each batch (null = train.batch_size)
+    buffer_batch_size: Optional[int] = 32  # rehearsal samples added to each batch (null = train.batch_size)
     contrastive: Literal["none", "nspt", "supcon", "ntpt"] = "none"
     lambda_contrastive: float = 0.1
     tau: float = 0.1
@@ -361,8 +382,10 @@ class Recipe:
     lwf_temperature: float = 2.0
     ewc: bool = False
     ewc_lambda: float = 100.0
+    epochs: Optional[int] = None  # epochs of every task after the first (null = train.epochs)
 
     def validate(self, key: str) -> None:
+        _require(self.epochs is None or self.epochs >= 1, f"{key}.epochs", "must be >= 1 or null (train.epochs)")
         if self.joint:
             _require(
                 not (self.replay or self.contrastive != "none" or self.mm or self.skd or self.lwf or self.ewc),

@@ -28,7 +28,7 @@ def batch(lengths: list[int], t_max: int = 64):
     return feats, torch.tensor(lengths), tokens
 
 
-@pytest.mark.parametrize("encoder", ["gru", "transformer"])
+@pytest.mark.parametrize("encoder", ["gru", "conv", "transformer"])
 def test_shapes_and_intent_logits(encoder):
     model = make(encoder)
     feats, lens, tokens = batch([40, 64, 23])
@@ -40,11 +40,11 @@ def test_shapes_and_intent_logits(encoder):
     assert torch.allclose(emb.norm(dim=1), torch.ones(3), atol=1e-5)
 
 
-@pytest.mark.parametrize("encoder", ["gru", "transformer"])
+@pytest.mark.parametrize("encoder, front", [("gru", "stack"), ("gru", "conv"), ("conv", "stack"), ("transformer", "conv")])
 @pytest.mark.parametrize("utterance_norm", [True, False])
-def test_padding_does_not_change_an_utterance(encoder, utterance_norm):
+def test_padding_does_not_change_an_utterance(encoder, front, utterance_norm):
     """An utterance gives the same outputs alone (short batch) as next to a longer one (more padding)."""
-    model = make(encoder, utterance_norm=utterance_norm)
+    model = make(encoder, utterance_norm=utterance_norm, front=front)
     feats, lens, tokens = batch([30, 64])
     both = model(feats, lens, tokens)
     alone = model(feats[:1, :30], lens[:1], tokens[:1])
@@ -52,11 +52,27 @@ def test_padding_does_not_change_an_utterance(encoder, utterance_norm):
     assert torch.allclose(both.token_logits[0], alone.token_logits[0], atol=1e-4)
 
 
-def test_subsampled_lengths_match_the_convolutions():
-    model = make("gru")
+@pytest.mark.parametrize("front", ["stack", "conv"])
+def test_subsampled_lengths_match_the_front_end(front):
+    model = make("gru", front=front)
     for n in (1, 7, 8, 9, 33, 64):
         x, lens = model.encoder.front(torch.zeros(1, n, 10), torch.tensor([n]))
-        assert x.shape[1] == int(lens[0]), n
+        assert x.shape[1] == int(lens[0]) == -(-n // 8), n
+
+
+def test_frame_stacking_puts_consecutive_frames_side_by_side():
+    model = make("gru", front="stack")
+    proj = model.encoder.front.proj
+    with torch.no_grad():  # identity on the first 8 * 10 inputs: the output is the stacked frames themselves
+        proj.weight.zero_()
+        proj.weight[:, :32].copy_(torch.eye(32))
+        proj.bias.zero_()
+    x = torch.arange(1.0, 1 + 12 * 10).view(1, 12, 10)  # 12 frames -> 2 steps, the second padded with zeros
+    out, lens = model.encoder.front(x, torch.tensor([12]))
+    assert out.shape == (1, 2, 32) and int(lens[0]) == 2
+    gelu = torch.nn.functional.gelu
+    assert torch.allclose(out[0, 0], gelu(x[0, :4].reshape(-1)[:32]))  # frames 0..3 of step 0 (32 = 3.2 frames)
+    assert torch.allclose(out[0, 1], gelu(x[0, 8:12].reshape(-1)[:32]))  # frames 8..11 start step 1
 
 
 def test_predict_only_returns_allowed_classes_and_starts_decoding_with_them():

@@ -13,11 +13,39 @@ Set ``PIPELINE_FULL_AVALANCHE_IMPORT=1`` to import Avalanche normally.
 
 from __future__ import annotations
 
+import importlib
+import importlib.abc
+import importlib.util
 import os
 import sys
 import types
 
-_DEFERRED = ("wandb", "torchmetrics", "torchmetrics.functional")
+#: module -> modules imported in its place. Avalanche's own import order is fragile: its package
+#: ``__init__`` reaches ``avalanche.training`` through a cycle that only resolves if
+#: ``avalanche.evaluation.metrics`` is already imported, which the deferred ``benchmarks.classic`` did.
+_DEFERRED: dict[str, tuple[str, ...]] = {
+    "wandb": (),
+    "torchmetrics": (),
+    "torchmetrics.functional": (),
+    "torchvision.models": (),  # with torchvision.ops, ~2 s: roi_align imports torch._dynamo
+    "torchvision.ops": (),
+    "avalanche.benchmarks.classic": ("avalanche.models", "avalanche.evaluation.metrics"),  # ~2.5 s of datasets
+}
+
+
+class _Placeholders(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Finds the deferred modules while Avalanche is imported and loads placeholders for them."""
+
+    def find_spec(self, name, path=None, target=None):
+        deferred = any(name == d or name.startswith(d + ".") for d in _DEFERRED)  # submodules too
+        return importlib.util.spec_from_loader(name, self, is_package=True) if deferred else None
+
+    def create_module(self, spec):
+        return _placeholder(spec.name)
+
+    def exec_module(self, module):
+        for dep in _DEFERRED.get(module.__name__, ()):
+            importlib.import_module(dep)
 
 
 def _placeholder(name: str) -> types.ModuleType:
@@ -43,17 +71,15 @@ def import_avalanche() -> None:
     if "avalanche.training" in sys.modules or os.environ.get("PIPELINE_FULL_AVALANCHE_IMPORT") == "1":
         import avalanche.training  # noqa: F401
         return
-    installed = [n for n in _DEFERRED if n not in sys.modules]
-    for name in installed:
-        sys.modules[name] = _placeholder(name)
+    finder = _Placeholders()
+    sys.meta_path.insert(0, finder)
     try:
         import avalanche.training  # noqa: F401
         import avalanche.training.plugins  # noqa: F401
         import avalanche.training.storage_policy  # noqa: F401
     finally:
-        for name in installed:
-            if isinstance(sys.modules.get(name), types.ModuleType) and getattr(sys.modules[name], "__file__", None) is None:
-                del sys.modules[name]
-
+        sys.meta_path.remove(finder)
+        for name in [n for n, m in sys.modules.items() if getattr(m, "__loader__", None) is finder]:
+            del sys.modules[name]  # a later import gets the real module
 
 import_avalanche()

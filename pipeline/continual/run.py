@@ -96,7 +96,7 @@ class TaskRun:
         if r.ewc:
             self.algos["ewc"] = OnlineEWC(r.ewc_lambda)
             plugins.append(pl.EWCPlugin(self.algos["ewc"]))
-        self.epochs = t.first_task_epochs if self.k == 0 else t.epochs
+        self.epochs = t.first_task_epochs if self.k == 0 else (r.epochs or t.epochs)
         self.progress = pl.ProgressPlugin(self.epochs, 0, t.progress, f"{self.name} task {self.k}")
         self.resume = ResumePlugin(self)
         plugins += [self.progress, self.resume]  # resume last: teachers are copied before it loads partial weights

@@ -5,6 +5,13 @@ utterance's frames back to back; ``offsets`` [N + 1] int64 marks where each utte
 utterance i is ``frames[offsets[i]:offsets[i + 1]]``. Training memory-maps the file once: no audio is
 decoded per epoch. ``mean``/``std`` [n_mels] are global statistics of the training split, applied by
 the model (so the stored features stay raw and the statistics travel with them).
+
+With ``features.kind: waveform`` (for a pretrained wav2vec2-style encoder) the same layout holds the raw
+samples: ``frames`` [sum of n_samples, 1] int16, ``mean`` = [0] and ``std`` = [32768], so that the model's
+``(frames - mean) / std`` is the waveform in [-1, 1) exactly as read from the file. int16 rather than
+float16: it is lossless for the 16-bit PCM of FSC, SLURP and the synthetic corpus and takes the same
+space, whereas float16 keeps only 11 bits for loud samples. Global statistics would be useless: the
+encoder normalises each utterance itself, as Hugging Face's Wav2Vec2FeatureExtractor does.
 """
 
 from __future__ import annotations
@@ -45,6 +52,26 @@ def fbank(wave: np.ndarray, cfg: FeaturesConfig) -> np.ndarray:
     return feats.numpy()
 
 
+#: The int16 scale: stored waveform samples divided by it are the file's samples in [-1, 1).
+WAVE_SCALE = 32768.0
+
+
+def waveform(wave: np.ndarray, cfg: FeaturesConfig) -> np.ndarray:
+    """The samples of one waveform as stored for ``kind: waveform``: [n_samples, 1] int16.
+
+    ``max_frames`` keeps the duration it keeps for fbank: ``max_frames`` hops of ``hop_ms``.
+    """
+    if cfg.max_frames is not None:
+        wave = wave[: int(round(cfg.max_frames * cfg.hop_ms * cfg.sample_rate / 1000))]
+    ints = np.clip(np.round(np.asarray(wave, dtype=np.float64) * WAVE_SCALE), -32768, 32767).astype(np.int16)
+    return ints[:, None]  # [n_samples] -> [n_samples, 1]: one "bin" per step, the packed layout of fbank
+
+
+def waveform_stats() -> tuple[np.ndarray, np.ndarray]:
+    """``mean``/``std`` stored with waveforms: the int16 scale, not statistics (see the module docstring)."""
+    return np.zeros(1), np.full(1, WAVE_SCALE)
+
+
 #: Fewer files than this per worker process are not worth a worker's start-up.
 MIN_FILES_PER_WORKER = 500
 
@@ -54,6 +81,8 @@ def _work(job: tuple[list[str], FeaturesConfig]) -> list[np.ndarray]:
 
     torch.set_num_threads(1)  # one process per core already
     paths, cfg = job
+    if cfg.kind == "waveform":
+        return [waveform(read_wav(Path(p), cfg.sample_rate), cfg) for p in paths]
     return [fbank(read_wav(Path(p), cfg.sample_rate), cfg).astype(np.float16) for p in paths]
 
 
@@ -93,17 +122,18 @@ def compute_features(paths: list[Path], cfg: FeaturesConfig, workers: int = 0, p
     return out
 
 
-def save_packed(path: Path, feats: list[np.ndarray], mean: np.ndarray, std: np.ndarray) -> None:
+def save_packed(path: Path, feats: list[np.ndarray], mean: np.ndarray, std: np.ndarray, dtype=np.float16) -> None:
+    """``dtype``: of the stored frames (float16 for fbank, int16 for waveforms)."""
     import torch
     from safetensors.torch import save_file
 
     lengths = np.array([f.shape[0] for f in feats], dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(lengths)])
     n_mels = mean.shape[0]
-    frames = np.concatenate(feats, axis=0) if feats else np.zeros((0, n_mels), np.float16)
+    frames = np.concatenate(feats, axis=0) if feats else np.zeros((0, n_mels), dtype)
     save_file(
         {
-            "frames": torch.from_numpy(frames.astype(np.float16)),
+            "frames": torch.from_numpy(frames.astype(dtype)),
             "offsets": torch.from_numpy(offsets),
             "mean": torch.from_numpy(mean.astype(np.float32)),
             "std": torch.from_numpy(std.astype(np.float32)),

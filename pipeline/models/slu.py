@@ -47,8 +47,15 @@ class SLUModel(nn.Module):
         self.vocab = vocab
         self.max_decode_len = cfg.max_decode_len
         ff = cfg.ff_mult * cfg.d_model
-        self.encoder = SpeechEncoder(n_mels, cfg.d_model, cfg.encoder_layers, cfg.heads, ff, cfg.dropout, cfg.subsample,
-                                     cfg.conv_channels, cfg.utterance_norm, cfg.encoder, cfg.spec_augment)
+        if cfg.pretrained_encoder is not None:  # a local wav2vec2-style checkpoint reading raw samples (n_mels = 1)
+            from pipeline.models.pretrained import PretrainedEncoder  # imports transformers only when used
+
+            self.encoder = PretrainedEncoder(cfg.pretrained_encoder, cfg.d_model, cfg.freeze_pretrained_feature_encoder,
+                                             cfg.spec_augment)
+        else:
+            self.encoder = SpeechEncoder(n_mels, cfg.d_model, cfg.encoder_layers, cfg.heads, ff, cfg.dropout,
+                                         cfg.subsample, cfg.conv_channels, cfg.utterance_norm, cfg.encoder,
+                                         cfg.spec_augment, cfg.front)
         self.decoder = TokenDecoder(vocab.size, cfg.d_model, cfg.decoder_layers, cfg.heads, ff, cfg.dropout, vocab.pad_id)
         # The <bos> position also receives a projection of the pooled encoder states. Without it the first
         # step (the intent) starts from a constant query and only reaches the audio through cross-attention;

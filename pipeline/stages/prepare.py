@@ -4,10 +4,12 @@ Reads the params sections ``data``, ``features`` and ``split``. Writes one folde
 ``data/prepared``)::
 
     corpus/                      the synthesised corpus in FSC layout (source: synthetic only)
-    features/{train,valid,test}.safetensors   packed log-Mel frames + offsets (pipeline.data.features)
+    features/{train,valid,test}.safetensors   packed log-Mel frames (or raw samples) + offsets (pipeline.data.features)
     meta/{train,valid,test}.json one record per utterance: uid, speaker, label, label_id, transcript, n_frames
+                                 (n_frames counts samples with features.kind: waveform)
     tokenizer.json               class tokens + transcript words (pipeline.data.tokenizer)
-    tasks.json                   the class-incremental split that the train stages read
+    tasks.json                   the class-incremental split that the train stages read, and the features'
+                                 kind, so that a model that needs the other kind stops with one line
     stats.json                   corpus size, audio hours, timings
 
 Everything is built in ``<out>.tmp`` and renamed into place at the end, so a failed run leaves no
@@ -72,7 +74,9 @@ def check_splits(utts: list[Utterance], classes: list[str], where: str) -> dict[
 
 def write_features(p: PrepareParams, by_split: dict[str, list[Utterance]], class_id: dict[str, int], work: Path, progress: bool) -> dict:
     """Features and metadata of every split; returns per-split utterance counts and audio seconds."""
-    from pipeline.data.features import compute_features, global_stats, save_packed
+    import numpy as np
+
+    from pipeline.data.features import compute_features, global_stats, save_packed, waveform_stats
 
     (work / "features").mkdir()
     (work / "meta").mkdir()
@@ -81,10 +85,12 @@ def write_features(p: PrepareParams, by_split: dict[str, list[Utterance]], class
     feats, start = {}, 0
     for s, items in by_split.items():
         feats[s], start = flat[start : start + len(items)], start + len(items)
-    mean, std = global_stats(feats["train"])
+    wave = p.features.kind == "waveform"
+    mean, std = waveform_stats() if wave else global_stats(feats["train"])
+    step_s = 1 / p.features.sample_rate if wave else p.features.hop_ms / 1000  # seconds per stored row
     counts = {}
     for s, items in by_split.items():
-        save_packed(work / "features" / f"{s}.safetensors", feats[s], mean, std)
+        save_packed(work / "features" / f"{s}.safetensors", feats[s], mean, std, np.int16 if wave else np.float16)
         meta = [
             {"uid": u.uid, "speaker": u.speaker, "label": u.label, "label_id": class_id[u.label],
              "transcript": u.transcript, "n_frames": int(f.shape[0])}
@@ -93,7 +99,7 @@ def write_features(p: PrepareParams, by_split: dict[str, list[Utterance]], class
         (work / "meta" / f"{s}.json").write_text(json.dumps(meta))
         frames = sum(int(f.shape[0]) for f in feats[s])
         counts[s] = {"utterances": len(items), "speakers": len({u.speaker for u in items}),
-                     "hours": round(frames * p.features.hop_ms / 1000 / 3600, 3)}
+                     "hours": round(frames * step_s / 3600, 3)}
     return counts
 
 
@@ -117,6 +123,7 @@ def write_manifest(p: PrepareParams, by_split: dict[str, list[Utterance]], class
         "n_train_per_task": per_task("train"),
         "n_valid_per_task": per_task("valid"),
         "n_test_per_task": per_task("test"),
+        "features": {"kind": p.features.kind, "sample_rate": p.features.sample_rate},
     }
     (work / "tasks.json").write_text(json.dumps(manifest, indent=1))
     return manifest
