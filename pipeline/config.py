@@ -328,7 +328,7 @@ class ModelConfig:
 class TrainConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: CUDA with bf16 autocast when present, else CPU
     first_task_epochs: int = 10  # the first task also learns the acoustic front end from scratch
-    epochs: int = 4  # every later task
+    epochs: int = 3  # every later task
     intent_weight: float = 1.0  # extra weight of the intent step: loss = CE(tokens) + intent_weight * CE(intent)
     batch_size: int = 64
     eval_batch_size: int = 128

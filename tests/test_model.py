@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -131,3 +133,34 @@ def test_spec_augment_masks_inside_the_utterance_and_is_seeded():
     pad = lengths_to_mask(lens, 50)
     masked_frames = (zero.all(dim=2) & ~pad).sum(dim=1)
     assert (masked_frames <= 20).all()
+
+
+def test_setup_runtime_makes_cpu_runs_deterministic():
+    from pipeline.config import TrainConfig
+    from pipeline.models.build import setup_runtime
+
+    before = torch.are_deterministic_algorithms_enabled()
+    try:
+        assert setup_runtime(TrainConfig(device="cpu"), seed=3) == torch.device("cpu")
+        assert torch.are_deterministic_algorithms_enabled()
+    finally:
+        torch.use_deterministic_algorithms(before)
+
+
+def test_skd_decodes_the_forward_memory_like_a_separate_forward():
+    """S-KD reuses the batch's encoder states: its logits for the selected (rehearsal) samples equal those
+    of a separate forward of just those samples on their pseudo-transcripts."""
+    from pipeline.continual.skd import SequenceKD
+
+    model = make("gru")
+    feats, lens, tokens = batch([30, 64, 41, 17])
+    out = model(feats, lens, tokens)
+    kd = SequenceKD(lambda_skd=1.0, pad_id=0, length=8)
+    pseudo = torch.tensor([[1, 6, 4, 20, 21, 22, 2, 0], [1, 7, 4, 23, 2, 0, 0, 0]])
+    kd.load_state({"index": torch.tensor([5, 9]), "tokens": pseudo})
+    index, rehearsal = torch.tensor([9, 3, 5, 7]), torch.tensor([True, True, True, False])  # 3: no target stored
+    got = kd.penalty(model, out, index, rehearsal, contextlib.nullcontext)["skd"]
+    sel = torch.tensor([0, 2])
+    ref_logits = model(feats[sel], lens[sel], pseudo[[1, 0]]).token_logits
+    ref = kd.loss(ref_logits, pseudo[[1, 0]][:, 1:7])
+    assert got.item() == pytest.approx(ref.item(), rel=1e-5)

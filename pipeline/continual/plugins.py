@@ -65,7 +65,7 @@ class CoconutPlugin(SupervisedPlugin):
 
 
 class SKDPlugin(SupervisedPlugin):
-    """before_backward: reads strategy.model, .mb_x, .mb_feat_len, .mb_index, .mb_y; adds to strategy.loss.
+    """before_backward: reads strategy.model, .out (encoder states), .mb_index, .mb_y; adds to strategy.loss.
     after_training_exp: reads the replay plugin's updated buffer and strategy.model; stores pseudo-transcripts."""
 
     def __init__(self, algo: SequenceKD, past: PastClasses, storage_policy, seen: list[int]):
@@ -73,8 +73,8 @@ class SKDPlugin(SupervisedPlugin):
         self.algo, self.past, self.policy, self.seen = algo, past, storage_policy, seen
 
     def before_backward(self, strategy, **kwargs):
-        terms = self.algo.penalty(strategy.model, strategy.mb_x, strategy.mb_feat_len, strategy.mb_index,
-                                  self.past.mask(strategy.mb_y), strategy.autocast)
+        terms = self.algo.penalty(strategy.model, strategy.out, strategy.mb_index, self.past.mask(strategy.mb_y),
+                                  strategy.autocast)
         _add_terms(strategy, terms)
 
     def after_training_exp(self, strategy, **kwargs):

@@ -12,7 +12,7 @@ import torch
 
 from pipeline.continual.data import to_inputs
 from pipeline.losses import SequenceKDLoss
-from pipeline.models.slu import SLUModel, trim_tokens
+from pipeline.models.slu import SLUModel, SLUOutput, trim_tokens
 
 
 class SequenceKD:
@@ -29,16 +29,18 @@ class SequenceKD:
         found = (self.index[pos] == index) if len(self.index) else torch.zeros_like(index, dtype=torch.bool)
         return found, self.tokens[pos] if len(self.index) else torch.zeros(len(index), self.length, dtype=torch.long)
 
-    def penalty(self, model: SLUModel, feats, feat_lens, index, rehearsal: torch.Tensor, autocast) -> dict:
+    def penalty(self, model: SLUModel, out: SLUOutput, index, rehearsal: torch.Tensor, autocast) -> dict:
+        """The S-KD term of a batch whose forward gave ``out``: the rehearsal samples' encoder states are
+        decoded again, teacher-forced on their pseudo-transcripts (no second encoder pass)."""
         found, rows = self.lookup(index)
         sel = rehearsal.cpu() & found
         if not bool(sel.any()):
             return {}
-        dev = feats.device
+        dev = out.memory.device
         pseudo = trim_tokens(rows[sel].to(dev), self.pad_id)  # [n, L]
         sel = sel.to(dev)
         with autocast():
-            logits = model(feats[sel], feat_lens[sel], pseudo).token_logits  # [n, L-1, V]
+            logits = model.teacher_forced(out.memory[sel], out.memory_pad[sel], out.audio_pooled[sel], pseudo)  # [n, L-1, V]
         return {"skd": self.lambda_skd * self.loss(logits.float(), pseudo[:, 1:])}
 
     @torch.no_grad()
@@ -50,7 +52,7 @@ class SequenceKD:
         for i in range(0, len(samples), batch_size):
             chunk = samples[i : i + batch_size]
             feats, lens = to_inputs(chunk, device)
-            _, seq = model.predict(feats, lens, allowed.to(device), decode=True)
+            _, seq = model.predict(feats, lens, allowed.to(device), decode=True, max_len=chunk[0][3].shape[0] + 2)
             padded = torch.full((len(chunk), self.length), self.pad_id, dtype=torch.long)
             padded[:, : seq.shape[1]] = seq[:, : self.length].cpu()
             rows.append(padded)

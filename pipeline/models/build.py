@@ -26,7 +26,9 @@ def setup_runtime(cfg: TrainConfig, seed: int) -> torch.device:
     if cfg.device == "cuda" and not torch.cuda.is_available():
         raise ParamsError("params: train.device: 'cuda' requested but no CUDA device is available (use auto or cpu)")
     use_cuda = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
-    torch.use_deterministic_algorithms(not use_cuda)  # CUDA kernels would need CUBLAS_WORKSPACE_CONFIG
+    # CUDA kernels would need CUBLAS_WORKSPACE_CONFIG. The eager flag only: torch.use_deterministic_algorithms
+    # also imports torch._inductor to set its config (2-3 s of every stage's start-up), and nothing is compiled.
+    torch._C._set_deterministic_algorithms(not use_cuda)
     random.seed(seed)
     np.random.seed(seed % 2**32)
     return torch.device("cuda" if use_cuda else "cpu")

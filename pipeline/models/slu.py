@@ -35,6 +35,8 @@ class Vocab:
 class SLUOutput:
     token_logits: torch.Tensor  # [B, L-1, V]: prediction of tokens[:, 1:]
     audio_pooled: torch.Tensor  # [B, D]: mean of encoder states over real frames
+    memory: torch.Tensor  # [B, T', D]: encoder states (S-KD decodes other targets from them)
+    memory_pad: torch.Tensor  # [B, T'] True at padded steps
 
 
 def projection_head(d_in: int, d_out: int) -> nn.Module:
@@ -73,9 +75,13 @@ class SLUModel(nn.Module):
     def forward(self, feats: torch.Tensor, feat_lens: torch.Tensor, tokens: torch.Tensor) -> SLUOutput:
         memory, _, pad = self.encode(feats, feat_lens)
         pooled = masked_mean(memory, pad)
+        logits = self.teacher_forced(memory, pad, pooled, tokens)
+        return SLUOutput(token_logits=logits, audio_pooled=pooled, memory=memory, memory_pad=pad)
+
+    def teacher_forced(self, memory: torch.Tensor, pad: torch.Tensor, pooled: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """Token logits [B, L-1, V] of ``tokens`` [B, L_max] given encoder states (e.g. of another forward)."""
         tokens = trim_tokens(tokens, self.vocab.pad_id)
-        logits = self.decoder(tokens[:, :-1], memory, pad, self.start_proj(pooled))
-        return SLUOutput(token_logits=logits, audio_pooled=pooled)
+        return self.decoder(tokens[:, :-1], memory, pad, self.start_proj(pooled))
 
     def seq2seq_loss(self, logits: torch.Tensor, tokens: torch.Tensor, intent_weight: float) -> torch.Tensor:
         """CE over all target tokens + ``intent_weight`` x CE of the intent step alone.
@@ -115,11 +121,15 @@ class SLUModel(nn.Module):
 
     # -- inference
     @torch.no_grad()
-    def predict(self, feats: torch.Tensor, feat_lens: torch.Tensor, allowed: torch.Tensor, decode: bool = True):
+    def predict(self, feats: torch.Tensor, feat_lens: torch.Tensor, allowed: torch.Tensor, decode: bool = True,
+                max_len: int | None = None):
         """Class prediction (argmax over the ``allowed`` class ids) and, if ``decode``, greedy token sequences.
 
         Decoding starts from ``<bos> <class:pred>``: the transcript is conditioned on the predicted class.
-        Returns (classes [B], tokens [B, <= max_decode_len] or None).
+        It stops when every sequence has emitted ``<eos>`` or after ``min(max_decode_len, max_len)`` tokens:
+        callers pass the longest reference of their data (+ a margin) as ``max_len``, since one babbling
+        sequence (a forgotten class) otherwise keeps the whole batch decoding to max_decode_len.
+        Returns (classes [B], tokens [B, <= that length] or None).
         """
         v = self.vocab
         memory, _, pad = self.encode(feats, feat_lens)
@@ -134,7 +144,8 @@ class SLUModel(nn.Module):
             return classes, None
         seq = torch.cat([seq, (classes + v.class_offset).unsqueeze(1)], 1)
         done = torch.zeros(b, dtype=torch.bool, device=feats.device)
-        for _ in range(self.max_decode_len - 2):
+        steps = self.max_decode_len if max_len is None else min(self.max_decode_len, max_len)
+        for _ in range(steps - 2):
             nxt = self.decoder(seq, memory, pad, start)[:, -1].argmax(-1)
             nxt = torch.where(done, torch.full_like(nxt, v.pad_id), nxt)
             seq = torch.cat([seq, nxt.unsqueeze(1)], 1)
