@@ -35,12 +35,17 @@ def set_param(params: dict, dotted: str, value) -> None:
 
 def clone(dest: Path, overrides: list[str]) -> None:
     subprocess.run(["git", "clone", "-q", str(ROOT), str(dest)], check=True)
+    apply_overrides(dest, overrides)
+
+
+def apply_overrides(work: Path, overrides: list[str]) -> None:
+    """Set ``KEY=YAML`` overrides in ``work``/params.yaml (dotted keys)."""
     if overrides:
-        params = yaml.safe_load((dest / "params.yaml").read_text())
+        params = yaml.safe_load((work / "params.yaml").read_text())
         for item in overrides:
             key, _, raw = item.partition("=")
             set_param(params, key, yaml.safe_load(raw))
-        (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
 def import_seconds(module: str, repeats: int = 3) -> float:

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from repro import clone  # noqa: E402  (bench/repro.py)
+from repro import apply_overrides, clone  # noqa: E402  (bench/repro.py)
 
 
 def fmt(m: dict, key: str) -> str:
@@ -54,14 +54,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--strategies", nargs="+", help="recipes to run (default: cil.strategies of params.yaml)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=YAML", help="override a param in the clone")
-    ap.add_argument("--keep", type=Path, help="run in this folder and keep it")
+    ap.add_argument("--keep", type=Path, help="run in this folder and keep it (an existing one is reused: DVC "
+                                               "then runs only the stages the new seeds or strategies add)")
     args = ap.parse_args(argv)
     tmp = None if args.keep else tempfile.TemporaryDirectory(prefix="bench-seeds-")
     work = args.keep or Path(tmp.name) / "repo"
     overrides = [f"seeds={json.dumps(args.seeds)}"] + args.set
     if args.strategies:
         overrides.append(f"cil.strategies={json.dumps(args.strategies)}")
-    clone(work, overrides)
+    if (work / "dvc.yaml").is_file():  # an earlier --keep folder: only what the overrides change is re-run
+        apply_overrides(work, overrides)
+    else:
+        clone(work, overrides)
     t0 = time.time()
     res = subprocess.run(["dvc", "repro"], cwd=work, capture_output=True, text=True)
     if res.returncode != 0:
