@@ -121,6 +121,11 @@ class SynthConfig:
     snr_db_max: float = 35.0
     workers: int = 2  # processes used for synthesis (0 = all cores)
 
+    @property
+    def variant_pool(self) -> int:
+        """Variants actually used: every one needs a training speaker, so at most that many."""
+        return min(self.n_variants, self.n_speakers - self.valid_speakers - self.test_speakers)
+
     def validate(self, key: str) -> None:
         _require(self.n_speakers >= 3, f"{key}.n_speakers", "need at least 3 speakers (train, valid, test)")
         _require(self.valid_speakers >= 1, f"{key}.valid_speakers", "must be >= 1")
@@ -132,7 +137,7 @@ class SynthConfig:
             "so that some speakers are left for training",
         )
         _require(self.n_variants >= 1, f"{key}.n_variants", "must be >= 1")
-        pool = min(self.n_variants, self.n_speakers - self.valid_speakers - self.test_speakers)
+        pool = self.variant_pool
         _require(self.n_speakers <= 8 * pool, f"{key}.n_variants",
                  f"too few variants for {self.n_speakers} speakers: a (base voice, variant) pair is one speaker, there "
                  f"are 8 base voices and at most the number of training speakers of variants are used ({pool})")

@@ -1,12 +1,13 @@
 """Import Avalanche without the optional packages it loads eagerly for features we never use.
 
-Avalanche 0.6 imports ``wandb`` (for a confusion-matrix logger) and ``torchmetrics`` (for a top-k
-accuracy metric; torchmetrics in turn imports ``transformers``) when ``avalanche`` itself is imported.
-Every train stage is its own process, so that costs seconds per stage, and a default run has dozens of
-stages. While Avalanche is imported, placeholder modules stand in for those two packages; they are
-removed right after, so a later ``import wandb`` or ``import torchmetrics`` gets the real package. The
-Avalanche features that use them (WandB confusion matrices, top-k accuracy metrics) raise a clear error
-in this process if called; the pipeline uses neither.
+Avalanche 0.6 imports ``wandb`` (for a confusion-matrix logger), ``torchmetrics`` (for a top-k
+accuracy metric; torchmetrics in turn imports ``transformers``), torchvision's models and ops (which
+import ``torch._dynamo``) and its own classic benchmarks when ``avalanche`` itself is imported. Every
+train stage is its own process, so that costs seconds per stage, and a default run has dozens of
+stages. While Avalanche is imported, a meta-path finder loads placeholder modules for those (and their
+submodules); they are removed right after, so a later import gets the real module. The Avalanche
+features that use them (WandB confusion matrices, top-k accuracy metrics, classic benchmarks, torchvision
+models) raise a clear error in this process if called; the pipeline uses none of them.
 
 Set ``PIPELINE_FULL_AVALANCHE_IMPORT=1`` to import Avalanche normally.
 """
@@ -50,7 +51,7 @@ class _Placeholders(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 def _placeholder(name: str) -> types.ModuleType:
     mod = types.ModuleType(name)
-    mod.__path__ = []  # a package, so that submodule imports resolve to our placeholders
+    mod.__path__ = []  # a package: its submodules are deferred too (see _Placeholders.find_spec)
 
     def __getattr__(attr: str):
         if attr.startswith("__"):

@@ -41,7 +41,7 @@ def evaluate_row(model: SLUModel, prep: Prepared, split: str, task: int, device,
         items = [ds[i] for i in index[start : start + batch_size]]
         feats, lens = to_inputs(items, device)
         with autocast():
-            classes, seq = model.predict(feats, lens, allowed, decode=decode, max_len=ds.tokens.shape[1] + 2)
+            classes, seq = model.predict(feats, lens, allowed, decode=decode)
         preds += classes.cpu().tolist()
         if decode:
             hyps += [prep.tokenizer.decode_words(s) for s in seq.cpu().tolist()]

@@ -52,7 +52,7 @@ class SequenceKD:
         for i in range(0, len(samples), batch_size):
             chunk = samples[i : i + batch_size]
             feats, lens = to_inputs(chunk, device)
-            _, seq = model.predict(feats, lens, allowed.to(device), decode=True, max_len=chunk[0][3].shape[0] + 2)
+            _, seq = model.predict(feats, lens, allowed.to(device), decode=True)
             padded = torch.full((len(chunk), self.length), self.pad_id, dtype=torch.long)
             padded[:, : seq.shape[1]] = seq[:, : self.length].cpu()
             rows.append(padded)

@@ -308,8 +308,7 @@ def plan_speakers(cfg: SynthConfig, variants: Sequence[str]) -> list[Speaker]:
     recognised 14 % of the time while the others were at 75-97 %).
     """
     n = cfg.n_speakers
-    n_train = n - cfg.valid_speakers - cfg.test_speakers
-    pool_size = min(cfg.n_variants, n_train)
+    pool_size = cfg.variant_pool
     if pool_size > len(variants):
         raise ParamsError(f"params: data.synthetic.n_variants: only {len(variants)} espeak voice variants exist, "
                           f"got {pool_size}")
@@ -339,7 +338,7 @@ def plan_speakers(cfg: SynthConfig, variants: Sequence[str]) -> list[Speaker]:
                 count -= 1
 
     take(order, "valid", cfg.valid_speakers)
-    take(reversed(order), "test", cfg.test_speakers)  # always enough: n_train >= pool_size
+    take(reversed(order), "test", cfg.test_speakers)  # always enough: training speakers >= pool_size
     return [Speaker(*d, split=split_of.get(d[0], "train")) for d in drafts]
 
 

@@ -67,6 +67,9 @@ def check_features(cfg: ModelConfig, prep: Prepared) -> None:
 def build_model(cfg: ModelConfig, prep: Prepared) -> SLUModel:
     check_features(cfg, prep)
     model = SLUModel(cfg, prep.n_mels, vocab_of(prep))
+    # greedy decoding never needs more than the longest target of the corpus (+ 2: a runaway hypothesis
+    # still shows as insertions); token rows are padded to that length in every split
+    model.max_decode_len = min(cfg.max_decode_len, prep.splits["train"].tokens.shape[1] + 2)
     model.encoder.mean.copy_(prep.mean)
     model.encoder.std.copy_(prep.std)
     return model

@@ -121,15 +121,14 @@ class SLUModel(nn.Module):
 
     # -- inference
     @torch.no_grad()
-    def predict(self, feats: torch.Tensor, feat_lens: torch.Tensor, allowed: torch.Tensor, decode: bool = True,
-                max_len: int | None = None):
+    def predict(self, feats: torch.Tensor, feat_lens: torch.Tensor, allowed: torch.Tensor, decode: bool = True):
         """Class prediction (argmax over the ``allowed`` class ids) and, if ``decode``, greedy token sequences.
 
         Decoding starts from ``<bos> <class:pred>``: the transcript is conditioned on the predicted class.
-        It stops when every sequence has emitted ``<eos>`` or after ``min(max_decode_len, max_len)`` tokens:
-        callers pass the longest reference of their data (+ a margin) as ``max_len``, since one babbling
-        sequence (a forgotten class) otherwise keeps the whole batch decoding to max_decode_len.
-        Returns (classes [B], tokens [B, <= that length] or None).
+        It stops when every sequence has emitted ``<eos>`` or after ``max_decode_len`` tokens (build_model
+        caps that at the corpus's longest target + 2: one babbling sequence, e.g. of a forgotten class,
+        otherwise keeps the whole batch decoding to the configured limit).
+        Returns (classes [B], tokens [B, <= max_decode_len] or None).
         """
         v = self.vocab
         memory, _, pad = self.encode(feats, feat_lens)
@@ -144,8 +143,7 @@ class SLUModel(nn.Module):
             return classes, None
         seq = torch.cat([seq, (classes + v.class_offset).unsqueeze(1)], 1)
         done = torch.zeros(b, dtype=torch.bool, device=feats.device)
-        steps = self.max_decode_len if max_len is None else min(self.max_decode_len, max_len)
-        for _ in range(steps - 2):
+        for _ in range(self.max_decode_len - 2):
             nxt = self.decoder(seq, memory, pad, start)[:, -1].argmax(-1)
             nxt = torch.where(done, torch.full_like(nxt, v.pad_id), nxt)
             seq = torch.cat([seq, nxt.unsqueeze(1)], 1)
