@@ -50,7 +50,8 @@ def quiet_known_warnings() -> None:
 
 
 def log_timing(argv: list[str], seconds: float, code: int) -> None:
-    """With PIPELINE_TIMING_LOG=<file>, append one JSON line per stage run (used by bench/pipeline.py)."""
+    """With PIPELINE_TIMING_LOG=<file>, append one JSON line per stage run (bench/repro.py, bench/stages.py):
+    wall seconds, peak host memory and, when the stage used CUDA, peak GPU memory."""
     import json
     import os
     import resource
@@ -58,8 +59,12 @@ def log_timing(argv: list[str], seconds: float, code: int) -> None:
     path = os.environ.get("PIPELINE_TIMING_LOG")
     if path:
         rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        row = {"argv": argv, "seconds": round(seconds, 3), "peak_rss_mb": round(rss_mb, 1), "exit": code}
+        torch = sys.modules.get("torch")
+        if torch is not None and torch.cuda.is_initialized():
+            row["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
         with open(path, "a") as f:
-            f.write(json.dumps({"argv": argv, "seconds": round(seconds, 3), "peak_rss_mb": round(rss_mb, 1), "exit": code}) + "\n")
+            f.write(json.dumps(row) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:

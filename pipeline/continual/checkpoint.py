@@ -62,7 +62,7 @@ def read_pickled(path: Path, stem: str):
     f = Path(path) / f"{stem}.pt"
     if not f.is_file():
         raise DataError(f"{f}: missing from the checkpoint")
-    return torch.load(f, weights_only=True)
+    return torch.load(f, weights_only=True, map_location="cpu")  # a GPU checkpoint loads anywhere
 
 
 def read_meta(path: Path) -> dict:

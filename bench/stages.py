@@ -1,0 +1,97 @@
+"""Benchmark: the init, train and evaluate stages in DVC's order, without DVC (e.g. on a GPU machine).
+
+Runs ``python -m pipeline init`` / ``train`` / ``evaluate`` as separate processes, exactly as dvc.yaml
+calls them, over an existing prepared folder, and prints each stage's wall time, peak host memory and
+peak GPU memory, then the run's metrics. The device comes from params (``train.device: auto`` takes
+CUDA with bf16 autocast when there is one).
+
+    python bench/stages.py --prepared data/prepared --strategies coconut+skd joint
+    python bench/stages.py --prepared /data/prep --set train.device=cpu --keep /tmp/cpu-run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from repro import set_param  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def stage(argv: list[str], work: Path, env: dict) -> None:
+    res = subprocess.run([sys.executable, "-m", "pipeline", *argv], cwd=work, env=env, capture_output=True, text=True)
+    if res.returncode != 0:
+        sys.exit(f"stage {' '.join(argv)} failed ({res.returncode}):\n{res.stderr[-3000:]}")
+    last = [line for line in res.stdout.splitlines() if line.strip()]
+    if last:
+        print("   ", last[-1], flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--prepared", type=Path, required=True, help="the prepare stage's output folder")
+    ap.add_argument("--params", type=Path, default=ROOT / "params.yaml")
+    ap.add_argument("--strategies", nargs="+", help="default: cil.strategies of the params")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=YAML", help="override a param")
+    ap.add_argument("--keep", type=Path, help="work in this folder and keep it (default: a temp folder)")
+    args = ap.parse_args(argv)
+
+    params = yaml.safe_load(args.params.read_text())
+    for item in args.set:
+        key, _, raw = item.partition("=")
+        set_param(params, key, yaml.safe_load(raw))
+    if args.strategies:
+        params["cil"]["strategies"] = args.strategies
+    tmp = None if args.keep else tempfile.TemporaryDirectory(prefix="bench-stages-")
+    work = args.keep or Path(tmp.name)
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    log = work / "timing.jsonl"
+    log.unlink(missing_ok=True)
+    # this checkout's pipeline package, installed or not (a GPU machine may only have a copy of the tree)
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    env = dict(os.environ, PIPELINE_TIMING_LOG=str(log), PYTHONPATH=path)
+    prepared = str(args.prepared.resolve())
+
+    t0 = time.time()
+    for strategy in params["cil"]["strategies"]:
+        for seed in params["seeds"]:
+            common = ["--strategy", strategy, "--seed", str(seed), "--prepared", prepared, "--models", "models"]
+            stage(["init", *common], work, env)
+            for task in params["cil"]["tasks"]:
+                stage(["train", *common, "--task", str(task["k"])], work, env)
+    stage(["evaluate", "--prepared", prepared, "--models-dir", "models", "--out", "reports/cil"], work, env)
+    total = time.time() - t0
+
+    rows = [json.loads(line) for line in log.read_text().splitlines()]
+    print(f"\n{'stage':44s} {'seconds':>8s} {'host MiB':>9s} {'GPU MiB':>8s}")
+    for r in rows:
+        a = r["argv"]
+        label = " ".join([a[0]] + [a[i + 1] for i, x in enumerate(a) if x in ("--strategy", "--seed", "--task")])
+        gpu = r.get("peak_gpu_mb")
+        print(f"{label:44s} {r['seconds']:8.1f} {r['peak_rss_mb']:9.0f} {'-' if gpu is None else f'{gpu:.0f}':>8s}")
+    train = [r["seconds"] for r in rows if r["argv"][0] == "train"]
+    print(f"\n{len(train)} train stages {sum(train):.1f} s (mean {sum(train) / max(len(train), 1):.1f} s); "
+          f"all stages {total:.1f} s")
+    metrics = json.loads((work / "reports" / "cil" / "metrics.json").read_text())
+    print(f"\n{'strategy':16s} {'avg_acc':>8s} {'last_acc':>9s} {'forgetting':>11s}")
+    for name, m in metrics.items():
+        f = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
+        print(f"{name:16s} {f(m['avg_acc']):>8s} {f(m['last_acc']):>9s} {f(m['forgetting']):>11s}")
+    if tmp is not None:
+        tmp.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
