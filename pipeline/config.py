@@ -338,6 +338,8 @@ class TrainConfig:
     batch_size: int = 64
     eval_batch_size: int = 128
     lr: float = 3e-3
+    lr_schedule: Literal["constant", "cosine"] = "constant"  # per task: cosine from lr down to lr * lr_final
+    lr_final: float = 0.05  # cosine: the last step's learning rate as a fraction of lr
     weight_decay: float = 0.01
     grad_clip: float = 5.0
     threads: int = 0  # CPU threads (0 = all cores)
@@ -351,6 +353,7 @@ class TrainConfig:
         _require(self.batch_size >= 2, f"{key}.batch_size", "must be >= 2 (contrastive losses need pairs)")
         _require(self.eval_batch_size >= 1, f"{key}.eval_batch_size", "must be >= 1")
         _require(self.lr > 0, f"{key}.lr", "must be > 0")
+        _require(0.0 <= self.lr_final <= 1.0, f"{key}.lr_final", "must be in [0, 1] (a fraction of lr)")
         _require(self.weight_decay >= 0, f"{key}.weight_decay", "must be >= 0")
         _require(self.grad_clip > 0, f"{key}.grad_clip", "must be > 0")
         _require(self.threads >= 0, f"{key}.threads", "must be >= 0")

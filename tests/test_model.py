@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from pipeline.config import ModelConfig
-from pipeline.models.encoder import lengths_to_mask, spec_augment
+from pipeline.models.encoder import lengths_to_mask, masked_mean, spec_augment
 from pipeline.models.slu import SLUModel, Vocab
 
 VOCAB = Vocab(size=30, pad_id=0, bos_id=1, eos_id=2, sep_id=4, class_offset=5, n_classes=6)  # words: ids 11..29
@@ -164,3 +164,47 @@ def test_skd_decodes_the_forward_memory_like_a_separate_forward():
     ref_logits = model(feats[sel], lens[sel], pseudo[[1, 0]]).token_logits
     ref = kd.loss(ref_logits, pseudo[[1, 0]][:, 1:7])
     assert got.item() == pytest.approx(ref.item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+def test_incremental_decoding_equals_the_full_prefix(layers):
+    """decoder.step (cached keys, one position per call) gives the logits of the full teacher-forced
+    forward at every position, so greedy decoding is unchanged by the cache."""
+    torch.manual_seed(0)
+    cfg = ModelConfig(encoder="gru", d_model=32, encoder_layers=1, decoder_layers=layers, heads=4, proj_dim=8)
+    model = SLUModel(cfg, n_mels=10, vocab=VOCAB).eval()
+    feats, lens, _ = batch([40, 64, 23])
+    memory, _, pad = model.encode(feats, lens)
+    start = model.start_proj(torch.randn(3, 32))
+    tokens = torch.tensor([[1, 6, 4, 11, 12, 13, 2], [1, 5, 4, 20, 21, 2, 0], [1, 9, 4, 15, 2, 0, 0]])
+    full = model.decoder(tokens[:, :6], memory, pad, start)  # [B, 6, V], causal
+    cache: list[torch.Tensor] = []
+    for pos in range(6):
+        step = model.decoder.step(tokens[:, pos], pos, memory, pad, start, cache)
+        # rows whose prefix holds padding are masked differently by the full forward; compare the real ones
+        real = (tokens[:, : pos + 1] != VOCAB.pad_id).all(1)
+        torch.testing.assert_close(step[real], full[real, pos], rtol=1e-5, atol=1e-5)
+    assert len(cache) == layers and cache[0].shape == (3, 6, 32)
+
+
+def test_greedy_decoding_matches_a_full_prefix_loop():
+    model = make("gru")
+    model.max_decode_len = 9
+    feats, lens, _ = batch([40, 64, 23, 51])
+    allowed = torch.tensor([0, 2, 3, 5])
+    classes, seq = model.predict(feats, lens, allowed)
+    # the reference: re-run the decoder on the whole prefix at every step
+    v = model.vocab
+    memory, _, pad = model.encode(feats, lens)
+    start = model.start_proj(masked_mean(memory, pad))
+    ref = torch.full((4, 1), v.bos_id)
+    first = model.decoder(ref, memory, pad, start)[:, 0, v.class_offset : v.class_offset + v.n_classes]
+    ref_classes = allowed[first[:, allowed].argmax(1)]
+    ref = torch.cat([ref, (ref_classes + v.class_offset).unsqueeze(1)], 1)
+    for _ in range(model.max_decode_len - 2):
+        ref = torch.cat([ref, model.decoder(ref, memory, pad, start)[:, -1].argmax(-1, keepdim=True)], 1)
+    assert classes.tolist() == ref_classes.tolist()
+    for row, ref_row in zip(seq.tolist(), ref.tolist()):
+        n = len(row) if v.eos_id not in row else row.index(v.eos_id) + 1
+        assert row[:n] == ref_row[:n]
+        assert all(t == v.pad_id for t in row[n:])

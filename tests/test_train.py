@@ -131,7 +131,8 @@ def _train_cmd(workdir: Path, models: str, params: str) -> list[str]:
 
 def test_resume_after_kill_matches_uninterrupted_run(workdir):
     """kill -9 during task 1 after an epoch checkpoint; the re-run resumes and ends with the same metrics."""
-    params = dict(TINY, train=dict(TINY["train"], epochs=4))
+    # a cosine schedule: the resumed run must also continue the learning-rate schedule where it stopped
+    params = dict(TINY, train=dict(TINY["train"], epochs=4, lr_schedule="cosine"))
     (workdir / "params-resume.yaml").write_text(yaml.safe_dump(params))
     common = ["--params", str(workdir / "params-resume.yaml"), "--prepared", str(workdir / "data/prepared")]
     for models in ("resume-a", "resume-b"):
@@ -170,3 +171,13 @@ def test_resume_after_kill_matches_uninterrupted_run(workdir):
     assert model_a.read_bytes() == (out_b / "model.safetensors").read_bytes()
     assert not out_b.with_name("task1.partial").exists()
     shutil.rmtree(workdir / "resume-a")
+
+
+def test_learning_rate_schedules():
+    from pipeline.continual.template import lr_factor
+
+    assert [lr_factor("constant", s, 10, 0.05) for s in (0, 5, 9)] == [1.0, 1.0, 1.0]
+    cos = [lr_factor("cosine", s, 11, 0.05) for s in range(11)]
+    assert cos[0] == pytest.approx(1.0) and cos[-1] == pytest.approx(0.05) and cos[5] == pytest.approx(0.525)
+    assert all(a > b for a, b in zip(cos, cos[1:]))  # strictly decreasing over the task
+    assert lr_factor("cosine", 0, 1, 0.05) == pytest.approx(1.0)  # a one-step task keeps lr

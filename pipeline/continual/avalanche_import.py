@@ -2,12 +2,14 @@
 
 Avalanche 0.6 imports ``wandb`` (for a confusion-matrix logger), ``torchmetrics`` (for a top-k
 accuracy metric; torchmetrics in turn imports ``transformers``), torchvision's models and ops (which
-import ``torch._dynamo``) and its own classic benchmarks when ``avalanche`` itself is imported. Every
+import ``torch._dynamo``), matplotlib (figure metrics), tensorboard (its logger), qpsolvers (GEM),
+GPUtil (a GPU-load metric) and its own classic benchmarks when ``avalanche`` itself is imported. Every
 train stage is its own process, so that costs seconds per stage, and a default run has dozens of
 stages. While Avalanche is imported, a meta-path finder loads placeholder modules for those (and their
 submodules); they are removed right after, so a later import gets the real module. The Avalanche
-features that use them (WandB confusion matrices, top-k accuracy metrics, classic benchmarks, torchvision
-models) raise a clear error in this process if called; the pipeline uses none of them.
+features that use them (WandB and TensorBoard loggers, figure, top-k and GPU metrics, GEM, classic
+benchmarks, torchvision models) raise a clear error in this process if called; the pipeline uses none
+of them.
 
 Set ``PIPELINE_FULL_AVALANCHE_IMPORT=1`` to import Avalanche normally.
 """
@@ -31,6 +33,11 @@ _DEFERRED: dict[str, tuple[str, ...]] = {
     "torchvision.models": (),  # with torchvision.ops, ~2 s: roi_align imports torch._dynamo
     "torchvision.ops": (),
     "avalanche.benchmarks.classic": ("avalanche.models", "avalanche.evaluation.metrics"),  # ~2.5 s of datasets
+    "matplotlib": (),  # ~0.8 s
+    "qpsolvers": (),  # ~0.3 s, with scipy.sparse
+    "tensorboard": (),
+    "torch.utils.tensorboard": (),
+    "GPUtil": (),
 }
 
 
@@ -56,11 +63,14 @@ def _placeholder(name: str) -> types.ModuleType:
     def __getattr__(attr: str):
         if attr.startswith("__"):
             raise AttributeError(attr)
+        message = (f"{name}.{attr} is not available: pipeline.continual.avalanche_import deferred {name} "
+                   "(set PIPELINE_FULL_AVALANCHE_IMPORT=1 to import it)")
 
         def unavailable(*args, **kwargs):
-            raise RuntimeError(f"{name}.{attr} is not available: pipeline.continual.avalanche_import deferred {name} "
-                               "(set PIPELINE_FULL_AVALANCHE_IMPORT=1 to import it)")
+            raise RuntimeError(message)
 
+        if attr[:1].isupper():  # a class (Figure, SummaryWriter): usable in annotations, isinstance and Union[...]
+            return type(attr, (), {"__init__": unavailable, "__module__": name})
         return unavailable
 
     mod.__getattr__ = __getattr__

@@ -103,7 +103,7 @@ class TaskRun:
         optimizer = torch.optim.AdamW(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
         return Seq2SeqTemplate(model=model, optimizer=optimizer, train_mb_size=t.batch_size, train_epochs=self.epochs,
                                eval_mb_size=t.eval_batch_size, device=self.device, plugins=plugins, grad_clip=t.grad_clip,
-                               intent_weight=t.intent_weight)
+                               intent_weight=t.intent_weight, lr_schedule=t.lr_schedule, lr_final=t.lr_final)
 
     def fingerprint(self, prev_meta: dict) -> str:
         return ckpt.json_digest({
@@ -151,6 +151,7 @@ class TaskRun:
         self.resume.check()
         # After a kill between the last epoch and the save, 0 epochs remain: the end-of-task hooks still run.
         strategy.train_epochs = self.epochs - self.resume.done
+        strategy.epoch_offset = self.resume.done  # the learning-rate schedule continues where it stopped
         strategy.train(self.experience(), eval_streams=[])
         seconds = time.time() - t0 + self.resume.previous_seconds
         from pipeline.continual.evaluation import evaluate_row

@@ -11,6 +11,7 @@ logits; ``criterion`` is the token cross-entropy plus the weighted intent step. 
 from __future__ import annotations
 
 import contextlib
+import math
 
 import pipeline.continual.avalanche_import  # noqa: F401  (must precede the avalanche imports)
 import torch
@@ -22,13 +23,20 @@ from pipeline.models.slu import SLUModel, SLUOutput
 
 class Seq2SeqTemplate(SupervisedTemplate):
     def __init__(self, *, model: SLUModel, optimizer, train_mb_size: int, train_epochs: int, eval_mb_size: int,
-                 device: torch.device, plugins: list, grad_clip: float, intent_weight: float):
+                 device: torch.device, plugins: list, grad_clip: float, intent_weight: float,
+                 lr_schedule: str = "constant", lr_final: float = 1.0, epoch_offset: int = 0):
         super().__init__(
             model=model, optimizer=optimizer, criterion=torch.nn.CrossEntropyLoss(), train_mb_size=train_mb_size,
             train_epochs=train_epochs, eval_mb_size=eval_mb_size, device=device, plugins=plugins,
             evaluator=EvaluationPlugin(loggers=[]), eval_every=-1,
         )
         self.grad_clip, self.intent_weight = grad_clip, intent_weight
+        self.lr_schedule, self.lr_final = lr_schedule, lr_final
+        self.base_lrs = [g["lr"] for g in optimizer.param_groups]
+        # epochs of this task finished before this process (a resumed run trains only the rest), so the
+        # schedule below continues where the killed run stopped
+        self.epoch_offset = epoch_offset
+        self.total_epochs = train_epochs
         self.out: SLUOutput | None = None
 
     # -- mini-batch fields beyond Avalanche's mb_x / mb_y / mb_task_id
@@ -58,6 +66,24 @@ class Seq2SeqTemplate(SupervisedTemplate):
     def criterion(self):
         return self.model.seq2seq_loss(self.mb_output, self.mb_tokens, self.intent_weight)
 
+    def lr_factor(self) -> float:
+        """This step's learning rate as a fraction of ``lr``, from the epoch and iteration counters only, so a
+        resumed run takes exactly the steps of an uninterrupted one."""
+        per_epoch = len(self.dataloader)
+        step = (self.epoch_offset + self.clock.train_exp_epochs) * per_epoch + self.clock.train_epoch_iterations
+        return lr_factor(self.lr_schedule, step, self.total_epochs * per_epoch, self.lr_final)
+
     def optimizer_step(self):
+        factor = self.lr_factor()
+        for group, base in zip(self.optimizer.param_groups, self.base_lrs):
+            group["lr"] = base * factor
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
         self.optimizer.step()
+
+
+def lr_factor(schedule: str, step: int, total_steps: int, final: float) -> float:
+    """1 for ``constant``; for ``cosine``, 1 at step 0 down to ``final`` at the last step (total_steps - 1)."""
+    if schedule == "constant":
+        return 1.0
+    progress = min(step / max(total_steps - 1, 1), 1.0)
+    return final + (1.0 - final) * 0.5 * (1.0 + math.cos(math.pi * progress))

@@ -41,3 +41,30 @@ class TokenDecoder(nn.Module):
             memory_key_padding_mask=memory_pad, tgt_is_causal=True,
         )
         return self.norm(x) @ self.embed.weight.t()  # [B, L, D] -> [B, L, V]
+
+    @torch.no_grad()
+    def step(self, token: torch.Tensor, pos: int, memory: torch.Tensor, memory_pad: torch.Tensor, start: torch.Tensor,
+             cache: list[torch.Tensor]) -> torch.Tensor:
+        """Incremental decoding (eval mode): logits [B, V] for position ``pos + 1`` given ``token`` [B] at ``pos``.
+
+        ``cache`` (a list, empty at ``pos`` 0) keeps each layer's normalised inputs of the earlier positions,
+        the keys and values of its self-attention. Greedy decoding then costs one position per step instead
+        of re-running the whole prefix; it equals ``forward`` on the prefix (the last position's logits) up
+        to rounding. Layers are the pre-norm ``nn.TransformerDecoderLayer`` blocks, evaluated without dropout.
+        """
+        table = sinusoids(pos + 1, memory.shape[2], token.device)[pos].to(memory.dtype)
+        x = (self.embed(token) * self.scale + table).unsqueeze(1)  # [B] -> [B, 1, D]
+        if pos == 0:
+            x = x + start.unsqueeze(1).to(x.dtype)
+        for i, layer in enumerate(self.layers.layers):
+            h = layer.norm1(x)
+            keys = h if len(cache) <= i else torch.cat([cache[i], h], dim=1)  # [B, pos + 1, D]
+            if len(cache) <= i:
+                cache.append(keys)
+            else:
+                cache[i] = keys
+            x = x + layer.self_attn(h, keys, keys, need_weights=False)[0]
+            h = layer.norm2(x)
+            x = x + layer.multihead_attn(h, memory, memory, key_padding_mask=memory_pad, need_weights=False)[0]
+            x = x + layer.linear2(layer.activation(layer.linear1(layer.norm3(x))))
+        return (self.norm(x) @ self.embed.weight.t())[:, 0]  # [B, 1, V] -> [B, V]

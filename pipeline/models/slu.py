@@ -135,16 +135,17 @@ class SLUModel(nn.Module):
         start = self.start_proj(masked_mean(memory, pad))
         b = feats.shape[0]
         seq = torch.full((b, 1), v.bos_id, dtype=torch.long, device=feats.device)
-        first = self.decoder(seq, memory, pad, start)[:, 0, v.class_offset : v.class_offset + v.n_classes].float()
-        mask = torch.full_like(first, float("-inf"))
+        cache: list[torch.Tensor] = []  # the decoder's self-attention keys, one position per step
+        first = self.decoder.step(seq[:, 0], 0, memory, pad, start, cache)[:, v.class_offset : v.class_offset + v.n_classes]
+        mask = torch.full_like(first.float(), float("-inf"))
         mask[:, allowed] = 0.0
-        classes = (first + mask).argmax(1)
+        classes = (first.float() + mask).argmax(1)
         if not decode:
             return classes, None
         seq = torch.cat([seq, (classes + v.class_offset).unsqueeze(1)], 1)
         done = torch.zeros(b, dtype=torch.bool, device=feats.device)
-        for _ in range(self.max_decode_len - 2):
-            nxt = self.decoder(seq, memory, pad, start)[:, -1].argmax(-1)
+        for pos in range(1, self.max_decode_len - 1):
+            nxt = self.decoder.step(seq[:, pos], pos, memory, pad, start, cache).argmax(-1)
             nxt = torch.where(done, torch.full_like(nxt, v.pad_id), nxt)
             seq = torch.cat([seq, nxt.unsqueeze(1)], 1)
             done |= nxt == v.eos_id
