@@ -30,6 +30,7 @@ from avalanche.core import SupervisedPlugin
 from pipeline.config import TrainParams
 from pipeline.continual import checkpoint as ckpt
 from pipeline.continual.data import Prepared, as_avalanche
+from pipeline.continual.optim import AdamW
 from pipeline.errors import DataError
 from pipeline.models.build import model_fingerprint
 from pipeline.models.slu import SLUModel
@@ -100,7 +101,7 @@ class TaskRun:
         self.progress = pl.ProgressPlugin(self.epochs, 0, t.progress, f"{self.name} task {self.k}")
         self.resume = ResumePlugin(self)
         plugins += [self.progress, self.resume]  # resume last: teachers are copied before it loads partial weights
-        optimizer = torch.optim.AdamW(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+        optimizer = AdamW(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)  # torch's, minus a 2 s import
         return Seq2SeqTemplate(model=model, optimizer=optimizer, train_mb_size=t.batch_size, train_epochs=self.epochs,
                                eval_mb_size=t.eval_batch_size, device=self.device, plugins=plugins, grad_clip=t.grad_clip,
                                intent_weight=t.intent_weight, lr_schedule=t.lr_schedule, lr_final=t.lr_final)
