@@ -8,8 +8,10 @@ stage processes and each paid the import.
 
 :class:`AdamW` runs torch's own Adam step function (the same arithmetic, bit for bit, and the same
 state_dict) without the importing wrapper, and :func:`run_eagerly` fills the cache slot of the
-``_disable_dynamo`` wrappers with the plain method. If a future torch changes either wrapper, the
-functions below fall back to torch's behaviour (slower start-up, same results).
+``_disable_dynamo`` wrappers with the plain method. The latter holds for the whole process (torch's own
+optimisers too): a process that also uses ``torch.compile`` should not import this module; the stage
+processes never compile. If a future torch changes either wrapper, the functions below fall back to
+torch's behaviour (slower start-up, same results).
 """
 
 from __future__ import annotations
