@@ -24,7 +24,7 @@ from pipeline.models.slu import SLUModel, SLUOutput
 class Seq2SeqTemplate(SupervisedTemplate):
     def __init__(self, *, model: SLUModel, optimizer, train_mb_size: int, train_epochs: int, eval_mb_size: int,
                  device: torch.device, plugins: list, grad_clip: float, intent_weight: float,
-                 lr_schedule: str = "constant", lr_final: float = 1.0, epoch_offset: int = 0):
+                 lr_schedule: str = "constant", lr_final: float = 1.0):
         super().__init__(
             model=model, optimizer=optimizer, criterion=torch.nn.CrossEntropyLoss(), train_mb_size=train_mb_size,
             train_epochs=train_epochs, eval_mb_size=eval_mb_size, device=device, plugins=plugins,
@@ -33,10 +33,9 @@ class Seq2SeqTemplate(SupervisedTemplate):
         self.grad_clip, self.intent_weight = grad_clip, intent_weight
         self.lr_schedule, self.lr_final = lr_schedule, lr_final
         self.base_lrs = [g["lr"] for g in optimizer.param_groups]
-        # epochs of this task finished before this process (a resumed run trains only the rest), so the
-        # schedule below continues where the killed run stopped
-        self.epoch_offset = epoch_offset
-        self.total_epochs = train_epochs
+        # epochs of this task finished before this process: a resumed run is given only the rest as
+        # train_epochs, and the schedule below continues where the killed run stopped
+        self.epoch_offset = 0
         self.out: SLUOutput | None = None
 
     # -- mini-batch fields beyond Avalanche's mb_x / mb_y / mb_task_id
@@ -71,7 +70,8 @@ class Seq2SeqTemplate(SupervisedTemplate):
         resumed run takes exactly the steps of an uninterrupted one."""
         per_epoch = len(self.dataloader)
         step = (self.epoch_offset + self.clock.train_exp_epochs) * per_epoch + self.clock.train_epoch_iterations
-        return lr_factor(self.lr_schedule, step, self.total_epochs * per_epoch, self.lr_final)
+        total = (self.epoch_offset + self.train_epochs) * per_epoch
+        return lr_factor(self.lr_schedule, step, total, self.lr_final)
 
     def optimizer_step(self):
         factor = self.lr_factor()

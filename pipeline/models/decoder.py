@@ -58,12 +58,11 @@ class TokenDecoder(nn.Module):
             x = x + start.unsqueeze(1).to(x.dtype)
         for i, layer in enumerate(self.layers.layers):
             h = layer.norm1(x)
-            keys = h if len(cache) <= i else torch.cat([cache[i], h], dim=1)  # [B, pos + 1, D]
             if len(cache) <= i:
-                cache.append(keys)
+                cache.append(h)
             else:
-                cache[i] = keys
-            x = x + layer.self_attn(h, keys, keys, need_weights=False)[0]
+                cache[i] = torch.cat([cache[i], h], dim=1)  # [B, pos + 1, D]
+            x = x + layer.self_attn(h, cache[i], cache[i], need_weights=False)[0]
             h = layer.norm2(x)
             x = x + layer.multihead_attn(h, memory, memory, key_padding_mask=memory_pad, need_weights=False)[0]
             x = x + layer.linear2(layer.activation(layer.linear1(layer.norm3(x))))

@@ -136,10 +136,11 @@ class SLUModel(nn.Module):
         b = feats.shape[0]
         seq = torch.full((b, 1), v.bos_id, dtype=torch.long, device=feats.device)
         cache: list[torch.Tensor] = []  # the decoder's self-attention keys, one position per step
-        first = self.decoder.step(seq[:, 0], 0, memory, pad, start, cache)[:, v.class_offset : v.class_offset + v.n_classes]
-        mask = torch.full_like(first.float(), float("-inf"))
+        logits = self.decoder.step(seq[:, 0], 0, memory, pad, start, cache)  # [B, V]
+        first = logits[:, v.class_offset : v.class_offset + v.n_classes].float()
+        mask = torch.full_like(first, float("-inf"))
         mask[:, allowed] = 0.0
-        classes = (first.float() + mask).argmax(1)
+        classes = (first + mask).argmax(1)
         if not decode:
             return classes, None
         seq = torch.cat([seq, (classes + v.class_offset).unsqueeze(1)], 1)
