@@ -23,7 +23,7 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from repro import set_param  # noqa: E402
+from repro import apply_overrides  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,16 +46,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep", type=Path, help="work in this folder and keep it (default: a temp folder)")
     args = ap.parse_args(argv)
 
-    params = yaml.safe_load(args.params.read_text())
-    for item in args.set:
-        key, _, raw = item.partition("=")
-        set_param(params, key, yaml.safe_load(raw))
-    if args.strategies:
-        params["cil"]["strategies"] = args.strategies
     tmp = None if args.keep else tempfile.TemporaryDirectory(prefix="bench-stages-")
     work = args.keep or Path(tmp.name)
     work.mkdir(parents=True, exist_ok=True)
-    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    (work / "params.yaml").write_text(args.params.read_text())
+    overrides = args.set + ([f"cil.strategies={json.dumps(args.strategies)}"] if args.strategies else [])
+    apply_overrides(work, overrides)
+    params = yaml.safe_load((work / "params.yaml").read_text())
     log = work / "timing.jsonl"
     log.unlink(missing_ok=True)
     # this checkout's pipeline package, installed or not (a GPU machine may only have a copy of the tree)

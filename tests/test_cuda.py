@@ -18,21 +18,18 @@ import yaml
 
 from conftest import make_fsc
 from pipeline.__main__ import main as cli
-from pipeline.config import ModelConfig
 from pipeline.losses import MultimodalInfoNCELoss, RehearsalContrastiveLoss, SequenceKDLoss
-from pipeline.models.slu import SLUModel, Vocab
+from pipeline.models.slu import SLUModel
+from test_model import make as make_small
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
-VOCAB = Vocab(size=30, pad_id=0, bos_id=1, eos_id=2, sep_id=4, class_offset=5, n_classes=6)
 CUDA = torch.device("cuda")
 
 
 def make(encoder: str, front: str) -> SLUModel:
-    torch.manual_seed(0)
-    cfg = ModelConfig(encoder=encoder, front=front, d_model=32, encoder_layers=2, heads=2, conv_channels=16, proj_dim=8,
-                      dropout=0.0)
-    return SLUModel(cfg, n_mels=10, vocab=VOCAB)
+    """test_model's small model, without dropout and in training mode (cuDNN's RNN backward needs it)."""
+    return make_small(encoder, front=front, dropout=0.0).train()
 
 
 def batch(lengths: list[int], t_max: int = 64):
