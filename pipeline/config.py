@@ -335,6 +335,7 @@ class TrainConfig:
     first_task_epochs: int = 10  # the first task also learns the acoustic front end from scratch
     epochs: int = 3  # every later task
     intent_weight: float = 1.0  # extra weight of the intent step: loss = CE(tokens) + intent_weight * CE(intent)
+    label_smoothing: float = 0.1  # of both cross-entropies above (0: none)
     batch_size: int = 64
     eval_batch_size: int = 128
     lr: float = 3e-3
@@ -350,6 +351,7 @@ class TrainConfig:
         _require(self.epochs >= 1, f"{key}.epochs", "must be >= 1")
         _require(self.first_task_epochs >= 1, f"{key}.first_task_epochs", "must be >= 1")
         _require(self.intent_weight >= 0, f"{key}.intent_weight", "must be >= 0")
+        _require(0.0 <= self.label_smoothing < 1.0, f"{key}.label_smoothing", "must be in [0, 1)")
         _require(self.batch_size >= 2, f"{key}.batch_size", "must be >= 2 (contrastive losses need pairs)")
         _require(self.eval_batch_size >= 1, f"{key}.eval_batch_size", "must be >= 1")
         _require(self.lr > 0, f"{key}.lr", "must be > 0")

@@ -4,7 +4,7 @@ A mini-batch (``strategy.mbatch``) is ``[feats, y, feat_len, tokens, index, task
 (see :mod:`pipeline.continual.data`); Avalanche's ``mb_x``/``mb_y``/``mb_task_id`` are its first, second
 and last entries. ``forward`` runs the teacher-forced model and keeps the whole output in
 ``strategy.out`` (plugins read the pooled encoder states from there); ``mb_output`` holds the token
-logits; ``criterion`` is the token cross-entropy plus the weighted intent step. Plugins add their terms to ``strategy.loss`` in
+logits; ``criterion`` is the token cross-entropy plus the weighted intent step (label-smoothed). Plugins add their terms to ``strategy.loss`` in
 ``before_backward``.
 """
 
@@ -23,14 +23,14 @@ from pipeline.models.slu import SLUModel, SLUOutput
 
 class Seq2SeqTemplate(SupervisedTemplate):
     def __init__(self, *, model: SLUModel, optimizer, train_mb_size: int, train_epochs: int, eval_mb_size: int,
-                 device: torch.device, plugins: list, grad_clip: float, intent_weight: float,
+                 device: torch.device, plugins: list, grad_clip: float, intent_weight: float, label_smoothing: float = 0.0,
                  lr_schedule: str = "constant", lr_final: float = 1.0):
         super().__init__(
             model=model, optimizer=optimizer, criterion=torch.nn.CrossEntropyLoss(), train_mb_size=train_mb_size,
             train_epochs=train_epochs, eval_mb_size=eval_mb_size, device=device, plugins=plugins,
             evaluator=EvaluationPlugin(loggers=[]), eval_every=-1,
         )
-        self.grad_clip, self.intent_weight = grad_clip, intent_weight
+        self.grad_clip, self.intent_weight, self.label_smoothing = grad_clip, intent_weight, label_smoothing
         self.lr_schedule, self.lr_final = lr_schedule, lr_final
         self.base_lrs = [g["lr"] for g in optimizer.param_groups]
         # epochs of this task finished before this process: a resumed run is given only the rest as
@@ -63,7 +63,7 @@ class Seq2SeqTemplate(SupervisedTemplate):
         return self.out.token_logits
 
     def criterion(self):
-        return self.model.seq2seq_loss(self.mb_output, self.mb_tokens, self.intent_weight)
+        return self.model.seq2seq_loss(self.mb_output, self.mb_tokens, self.intent_weight, self.label_smoothing)
 
     def lr_factor(self) -> float:
         """This step's learning rate as a fraction of ``lr``, from the epoch and iteration counters only, so a

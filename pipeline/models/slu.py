@@ -83,23 +83,29 @@ class SLUModel(nn.Module):
         tokens = trim_tokens(tokens, self.vocab.pad_id)
         return self.decoder(tokens[:, :-1], memory, pad, self.start_proj(pooled))
 
-    def seq2seq_loss(self, logits: torch.Tensor, tokens: torch.Tensor, intent_weight: float) -> torch.Tensor:
-        """CE over all target tokens + ``intent_weight`` x CE of the intent step alone.
+    def seq2seq_loss(self, logits: torch.Tensor, tokens: torch.Tensor, intent_weight: float,
+                     label_smoothing: float = 0.0) -> torch.Tensor:
+        """CE over all target tokens + ``intent_weight`` x CE of the intent step alone, both label-smoothed.
 
         The intent is one of ~10 target tokens; with the plain token average the decoder learns the
         transcript language model first and the intent last. Weighting the intent step (1.0: the
         intent counts as much as the whole transcript) made it learn several times faster here.
+        ``label_smoothing`` (Szegedy et al. 2016) spreads that mass of each target over the vocabulary
+        (the intent step: over the intents); see ``train.label_smoothing`` in the README for its effect.
         """
-        loss = self.token_loss(logits, tokens)
+        loss = self.token_loss(logits, tokens, label_smoothing=label_smoothing)
         if intent_weight:
             target = tokens[:, 1] - self.vocab.class_offset  # the class token follows <bos>
-            loss = loss + intent_weight * F.cross_entropy(self.class_logits(logits).float(), target)
+            intent = F.cross_entropy(self.class_logits(logits).float(), target, label_smoothing=label_smoothing)
+            loss = loss + intent_weight * intent
         return loss
 
-    def token_loss(self, logits: torch.Tensor, tokens: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    def token_loss(self, logits: torch.Tensor, tokens: torch.Tensor, reduction: str = "mean",
+                   label_smoothing: float = 0.0) -> torch.Tensor:
         """Cross-entropy of teacher-forced logits [B, L-1, V] against tokens[:, 1:] (padding ignored)."""
         target = trim_tokens(tokens, self.vocab.pad_id)[:, 1:]
-        loss = F.cross_entropy(logits.transpose(1, 2).float(), target, ignore_index=self.vocab.pad_id, reduction="none")
+        loss = F.cross_entropy(logits.transpose(1, 2).float(), target, ignore_index=self.vocab.pad_id, reduction="none",
+                               label_smoothing=label_smoothing)
         if reduction == "none":  # per sample: mean over its real tokens
             return loss.sum(1) / (target != self.vocab.pad_id).sum(1).clamp_min(1)
         return loss.sum() / (target != self.vocab.pad_id).sum().clamp_min(1)
