@@ -237,6 +237,7 @@ def test_every_fsc_preset_and_fitting_increments_load(tmp_path):
         ({"model": {"d_model": 100, "heads": 3}}, "model.d_model", "must be divisible by heads (3)"),
         ({"train": {"batch_size": 1}}, "train.batch_size", "must be >= 2"),
         ({"train": {"lr_final": 1.5}}, "train.lr_final", "must be in [0, 1]"),
+        ({"train": {"label_smoothing": 1.0}}, "train.label_smoothing", "must be in [0, 1)"),
         ({"train": {"lr_schedule": "step"}}, "train.lr_schedule", "constant"),
         ({"seeds": [1, 1]}, "seeds", "list one or more distinct integers"),
     ],

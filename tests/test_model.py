@@ -117,6 +117,30 @@ def test_seq2seq_loss_adds_the_weighted_intent_cross_entropy():
     assert torch.allclose(model.seq2seq_loss(logits, tokens, 0.0), base)
 
 
+def smoothed_ce_loop(logits: torch.Tensor, target: int, eps: float) -> torch.Tensor:
+    """(1 - eps) * -log p[target] + eps * mean over the K classes of -log p[k], one position at a time."""
+    logp = torch.log_softmax(logits, dim=0)
+    return (1 - eps) * -logp[target] + eps * sum(-logp[k] for k in range(len(logits))) / len(logits)
+
+
+def test_label_smoothing_matches_a_loop_over_positions_value_and_gradient():
+    model = make("gru")
+    feats, lens, tokens = batch([30, 50, 64])
+    logits = model(feats, lens, tokens).token_logits.detach().requires_grad_(True)
+    eps, weight = 0.1, 1.5
+    got = model.seq2seq_loss(logits, tokens, weight, label_smoothing=eps)
+    target = tokens[:, 1:]  # every row has 5 real targets: <class> <sep> w w <eos>, then padding
+    token_terms = [smoothed_ce_loop(logits[b, i], int(target[b, i]), eps)
+                   for b in range(len(tokens)) for i in range(target.shape[1]) if target[b, i] != VOCAB.pad_id]
+    intent_terms = [smoothed_ce_loop(logits[b, 0, 5:11], int(tokens[b, 1]) - 5, eps) for b in range(len(tokens))]
+    want = sum(token_terms) / len(token_terms) + weight * sum(intent_terms) / len(intent_terms)
+    assert len(token_terms) == 15 and torch.allclose(got, want, atol=1e-6)
+    (g_got,) = torch.autograd.grad(got, logits)
+    (g_want,) = torch.autograd.grad(want, logits)
+    assert torch.allclose(g_got, g_want, atol=1e-7)
+    assert torch.equal(model.seq2seq_loss(logits, tokens, weight), model.seq2seq_loss(logits, tokens, weight, 0.0))
+
+
 def test_spec_augment_masks_inside_the_utterance_and_is_seeded():
     x = torch.ones(4, 50, 20)
     lens = torch.tensor([50, 30, 10, 5])
