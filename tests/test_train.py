@@ -181,3 +181,18 @@ def test_learning_rate_schedules():
     assert cos[0] == pytest.approx(1.0) and cos[-1] == pytest.approx(0.05) and cos[5] == pytest.approx(0.525)
     assert all(a > b for a, b in zip(cos, cos[1:]))  # strictly decreasing over the task
     assert lr_factor("cosine", 0, 1, 0.05) == pytest.approx(1.0)  # a one-step task keeps lr
+
+
+def test_label_smoothing_is_the_training_criterion(workdir):
+    """``train.label_smoothing`` reaches the loss the template minimises (same init, same batches)."""
+    params = dict(TINY, train=dict(TINY["train"], label_smoothing=0.0))
+    (workdir / "params-nols.yaml").write_text(yaml.safe_dump(params))
+    common = ["--params", str(workdir / "params-nols.yaml"), "--prepared", str(workdir / "data/prepared"),
+              "--models", str(workdir / "nols")]
+    assert cli(["init", "--strategy", "finetune", "--seed", "0", *common]) == 0
+    assert cli(["train", "--strategy", "finetune", "--seed", "0", "--task", "0", *common]) == 0
+    plain = json.loads((workdir / "nols" / "finetune" / "s0" / "task0" / "eval.json").read_text())
+    (smoothed,) = run_chain(workdir, "finetune", "ls", tasks=(0,))  # TINY leaves the default, 0.1
+    # the runs see the same batches from the same weights; the smoothed cross-entropy adds eps x the mean
+    # -log p over the vocabulary, above the target's -log p once the model has learnt anything
+    assert smoothed["final_loss"] > plain["final_loss"]
