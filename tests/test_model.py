@@ -132,7 +132,8 @@ def test_label_smoothing_matches_a_loop_over_positions_value_and_gradient():
     target = tokens[:, 1:]  # every row has 5 real targets: <class> <sep> w w <eos>, then padding
     token_terms = [smoothed_ce_loop(logits[b, i], int(target[b, i]), eps)
                    for b in range(len(tokens)) for i in range(target.shape[1]) if target[b, i] != VOCAB.pad_id]
-    intent_terms = [smoothed_ce_loop(logits[b, 0, 5:11], int(tokens[b, 1]) - 5, eps) for b in range(len(tokens))]
+    first, last = VOCAB.class_offset, VOCAB.class_offset + VOCAB.n_classes
+    intent_terms = [smoothed_ce_loop(logits[b, 0, first:last], int(tokens[b, 1]) - first, eps) for b in range(len(tokens))]
     want = sum(token_terms) / len(token_terms) + weight * sum(intent_terms) / len(intent_terms)
     assert len(token_terms) == 15 and torch.allclose(got, want, atol=1e-6)
     (g_got,) = torch.autograd.grad(got, logits)

@@ -50,8 +50,8 @@ def workdir(tmp_path_factory) -> Path:
     return root
 
 
-def run_chain(workdir: Path, strategy: str, models: str, tasks=(0, 1)) -> list[dict]:
-    common = ["--params", str(workdir / "params.yaml"), "--prepared", str(workdir / "data/prepared"),
+def run_chain(workdir: Path, strategy: str, models: str, tasks=(0, 1), params: str = "params.yaml") -> list[dict]:
+    common = ["--params", str(workdir / params), "--prepared", str(workdir / "data/prepared"),
               "--models", str(workdir / models)]
     assert cli(["init", "--strategy", strategy, "--seed", "0", *common]) == 0
     rows = []
@@ -187,11 +187,7 @@ def test_label_smoothing_is_the_training_criterion(workdir):
     """``train.label_smoothing`` reaches the loss the template minimises (same init, same batches)."""
     params = dict(TINY, train=dict(TINY["train"], label_smoothing=0.0))
     (workdir / "params-nols.yaml").write_text(yaml.safe_dump(params))
-    common = ["--params", str(workdir / "params-nols.yaml"), "--prepared", str(workdir / "data/prepared"),
-              "--models", str(workdir / "nols")]
-    assert cli(["init", "--strategy", "finetune", "--seed", "0", *common]) == 0
-    assert cli(["train", "--strategy", "finetune", "--seed", "0", "--task", "0", *common]) == 0
-    plain = json.loads((workdir / "nols" / "finetune" / "s0" / "task0" / "eval.json").read_text())
+    (plain,) = run_chain(workdir, "finetune", "nols", tasks=(0,), params="params-nols.yaml")
     (smoothed,) = run_chain(workdir, "finetune", "ls", tasks=(0,))  # TINY leaves the default, 0.1
     # the runs see the same batches from the same weights; the smoothed cross-entropy adds eps x the mean
     # -log p over the vocabulary, above the target's -log p once the model has learnt anything

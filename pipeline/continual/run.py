@@ -104,7 +104,8 @@ class TaskRun:
         optimizer = AdamW(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)  # torch's, minus a 2 s import
         return Seq2SeqTemplate(model=model, optimizer=optimizer, train_mb_size=t.batch_size, train_epochs=self.epochs,
                                eval_mb_size=t.eval_batch_size, device=self.device, plugins=plugins, grad_clip=t.grad_clip,
-                               intent_weight=t.intent_weight, label_smoothing=t.label_smoothing, lr_schedule=t.lr_schedule, lr_final=t.lr_final)
+                               intent_weight=t.intent_weight, label_smoothing=t.label_smoothing,
+                               lr_schedule=t.lr_schedule, lr_final=t.lr_final)
 
     def fingerprint(self, prev_meta: dict) -> str:
         return ckpt.json_digest({

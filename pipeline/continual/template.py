@@ -4,8 +4,8 @@ A mini-batch (``strategy.mbatch``) is ``[feats, y, feat_len, tokens, index, task
 (see :mod:`pipeline.continual.data`); Avalanche's ``mb_x``/``mb_y``/``mb_task_id`` are its first, second
 and last entries. ``forward`` runs the teacher-forced model and keeps the whole output in
 ``strategy.out`` (plugins read the pooled encoder states from there); ``mb_output`` holds the token
-logits; ``criterion`` is the token cross-entropy plus the weighted intent step (label-smoothed). Plugins add their terms to ``strategy.loss`` in
-``before_backward``.
+logits; ``criterion`` is the token cross-entropy plus the weighted intent step (both label-smoothed).
+Plugins add their terms to ``strategy.loss`` in ``before_backward``.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from pipeline.models.slu import SLUModel, SLUOutput
 
 class Seq2SeqTemplate(SupervisedTemplate):
     def __init__(self, *, model: SLUModel, optimizer, train_mb_size: int, train_epochs: int, eval_mb_size: int,
-                 device: torch.device, plugins: list, grad_clip: float, intent_weight: float, label_smoothing: float = 0.0,
-                 lr_schedule: str = "constant", lr_final: float = 1.0):
+                 device: torch.device, plugins: list, grad_clip: float, intent_weight: float,
+                 label_smoothing: float = 0.0, lr_schedule: str = "constant", lr_final: float = 1.0):
         super().__init__(
             model=model, optimizer=optimizer, criterion=torch.nn.CrossEntropyLoss(), train_mb_size=train_mb_size,
             train_epochs=train_epochs, eval_mb_size=eval_mb_size, device=device, plugins=plugins,
