@@ -1,6 +1,6 @@
-"""Benchmark: the init, train and evaluate stages in DVC's order, without DVC (e.g. on a GPU machine).
+"""Benchmark: the init, first, train and evaluate stages in DVC's order, without DVC (e.g. on a GPU machine).
 
-Runs ``python -m pipeline init`` / ``train`` / ``evaluate`` as separate processes, exactly as dvc.yaml
+Runs ``python -m pipeline init`` / ``first`` / ``train`` / ``evaluate`` as separate processes, exactly as dvc.yaml
 calls them, over an existing prepared folder, and prints each stage's wall time, peak host memory and
 peak GPU memory, then the run's metrics. The device comes from params (``train.device: auto`` takes
 CUDA with bf16 autocast when there is one).
@@ -61,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     prepared = str(args.prepared.resolve())
 
     t0 = time.time()
+    for seed in params["seeds"]:  # the first task once per group of strategies that train it alike
+        stage(["first", "--seed", str(seed), "--prepared", prepared, "--models", "models"], work, env)
     for strategy in params["cil"]["strategies"]:
         for seed in params["seeds"]:
             common = ["--strategy", strategy, "--seed", str(seed), "--prepared", prepared, "--models", "models"]
@@ -77,8 +79,8 @@ def main(argv: list[str] | None = None) -> int:
         label = " ".join([a[0]] + [a[i + 1] for i, x in enumerate(a) if x in ("--strategy", "--seed", "--task")])
         gpu = r.get("peak_gpu_mb")
         print(f"{label:44s} {r['seconds']:8.1f} {r['peak_rss_mb']:9.0f} {'-' if gpu is None else f'{gpu:.0f}':>8s}")
-    train = [r["seconds"] for r in rows if r["argv"][0] == "train"]
-    print(f"\n{len(train)} train stages {sum(train):.1f} s (mean {sum(train) / max(len(train), 1):.1f} s); "
+    train = [r["seconds"] for r in rows if r["argv"][0] in ("first", "train")]
+    print(f"\n{len(train)} training stages (first + train) {sum(train):.1f} s (mean {sum(train) / max(len(train), 1):.1f} s); "
           f"all stages {total:.1f} s")
     metrics = json.loads((work / "reports" / "cil" / "metrics.json").read_text())
     print(f"\n{'strategy':16s} {'avg_acc':>8s} {'last_acc':>9s} {'forgetting':>11s}")

@@ -16,6 +16,7 @@ from pipeline.errors import UserError
 STAGES: dict[str, tuple[str, str]] = {
     "prepare": ("pipeline.stages.prepare", "build or read the corpus, compute features, write the task split"),
     "init": ("pipeline.stages.init", "write the untrained model checkpoint a strategy starts from"),
+    "first": ("pipeline.stages.first", "train the first task once per group of strategies that train it alike"),
     "train": ("pipeline.stages.train", "train one strategy on one task, resuming from the previous task's checkpoint"),
     "evaluate": ("pipeline.stages.evaluate", "accuracy matrices, forgetting, BWT, figures and the report"),
     "compare": ("pipeline.stages.compare", "one comparison table and figure across DVC experiments"),

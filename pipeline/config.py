@@ -461,6 +461,7 @@ def load_train(path: str | Path = "params.yaml") -> TrainParams:
     for name in cil.strategies:
         _require(name in recipes, "cil.strategies", f"{name!r} has no recipe under recipes: (known: {', '.join(recipes)})")
         _require(all(c.isalnum() or c in "+-_." for c in name), "cil.strategies", f"{name!r}: use letters, digits and + - _ .")
+        _require(name != "first", "cil.strategies", "'first' names stage first's folder models/first: rename the strategy")
     seeds = _convert(raw.get("seeds", [0]), list[int], "seeds")
     _require(len(seeds) >= 1 and len(set(seeds)) == len(seeds), "seeds", "list one or more distinct integers")
     return TrainParams(

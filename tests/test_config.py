@@ -229,6 +229,8 @@ def test_every_fsc_preset_and_fitting_increments_load(tmp_path):
          "'icarl' has no recipe under recipes: (known: finetune, coconut)"),
         ({"cil": {"strategies": ["finetune", "finetune"], "tasks": [{"k": 0, "prev": "init"}]}}, "cil.strategies",
          "names must be unique"),
+        ({"recipes": {"first": {}}, "cil": {"strategies": ["first"], "tasks": [{"k": 0, "prev": "init"}]}},
+         "cil.strategies", "'first' names stage first's folder models/first"),
         ({"cil": {"strategies": ["finetune"], "tasks": [{"k": 0, "prev": "init"}, {"k": 1, "prev": "init"}]}},
          "cil.tasks[1]", "expected {k: 1, prev: task0}, got {k: 1, prev: init}"),
         ({"cil": {"strategies": ["finetune"], "tasks": [{"k": 1, "prev": "task0"}]}}, "cil.tasks[0]",

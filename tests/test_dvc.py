@@ -61,7 +61,7 @@ def repo(tmp_path_factory) -> Path:
 
 def test_repro_then_nothing_to_do_then_metrics(repo):
     out = run(["dvc", "repro"], repo)
-    for stage in ("prepare", "init@finetune-0", "train@replay-0-task1", "evaluate"):
+    for stage in ("prepare", "init@finetune-0", "first@0", "train@replay-0-task1", "evaluate"):
         assert f"Running stage '{stage}'" in out
     # a second run does nothing, and the workspace matches dvc.lock
     again = run(["dvc", "repro"], repo)
@@ -81,6 +81,9 @@ def test_exp_run_reruns_only_the_changed_strategy_and_compare_reads_it(repo):
     run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "baseline", "--allow-empty"], repo)
     out = run(["dvc", "exp", "run", "-n", "buf10", "-S", "recipes.replay.buffer_size=10"], repo)
     assert "Running stage 'train@replay-0-task0'" in out
+    # first@0 re-runs (it reads every recipe) and rewrites finetune's first task byte for byte: finetune's
+    # chain does not re-run
+    assert "Running stage 'first@0'" in out
     assert "Running stage 'train@finetune" not in out  # its params did not change
     assert "Running stage 'prepare'" not in out
     shown = json.loads(run(["dvc", "exp", "show", "--json"], repo))

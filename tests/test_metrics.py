@@ -312,3 +312,20 @@ def test_load_run_then_compute(tmp_path):
     assert r.forgetting == pytest.approx(0.0) and r.bwt == pytest.approx(0.0)
     assert r.avg_acc == pytest.approx((0.5 + 35 / 60 + 0.6875) / 3)
     assert r.train_seconds == pytest.approx(4.5) and r.buffer_size == 8
+
+
+def test_shared_first_task_adds_stage_first_timing(tmp_path):
+    """A run whose task 0 adopted stage first's training counts that training's seconds (timing.json)."""
+    for k in range(3):
+        write(tmp_path, {**good_row(task=k), "shared_first_task": k == 0}, task=k)
+    first = tmp_path / "models" / "first" / "s0"
+    with pytest.raises(DataError, match=r"task0/eval.json: task 0 was adopted from stage first@0, .*no time for 'coconut'"):
+        M.load_run(tmp_path / "models", "coconut", 0, 3)
+    first.mkdir(parents=True)
+    (first / "timing.json").write_text(json.dumps({"coconut": 30.0, "replay": 7.0}))
+    rows = M.load_run(tmp_path / "models", "coconut", 0, 3)
+    assert [r.train_seconds for r in rows] == [31.5, 1.5, 1.5]
+    assert M.run_result(rows).train_seconds == pytest.approx(34.5)
+    (first / "timing.json").write_text(json.dumps({"coconut": "slow"}))
+    with pytest.raises(DataError, match=r"timing.json: expected an object"):
+        M.load_run(tmp_path / "models", "coconut", 0, 3)

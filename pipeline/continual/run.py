@@ -13,7 +13,9 @@ Checkpoint folder of a task (``models/<strategy>/s<seed>/task<k>``)::
 
 While a task trains, ``<folder>.partial`` holds the state at the end of the last finished epoch; a run
 that is killed and started again resumes from it (if the params and the previous checkpoint are the
-same) and ends with the same result as an uninterrupted run.
+same) and ends with the same result as an uninterrupted run. Task 0 can adopt instead the state that
+stage ``first@<seed>`` trained once for every strategy with the same first task (``first_task.py``),
+through the same fingerprinted path.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import pipeline.continual.avalanche_import  # noqa: F401  (must precede the aval
 import torch
 from avalanche.core import SupervisedPlugin
 
-from pipeline.config import TrainParams
+from pipeline.config import Recipe, TrainParams
 from pipeline.continual import checkpoint as ckpt
 from pipeline.continual.data import Prepared, as_avalanche
 from pipeline.continual.optim import AdamW
@@ -48,11 +50,18 @@ def load_previous(folder: Path, model: SLUModel, fingerprint: str) -> dict:
 
 
 class TaskRun:
-    """Everything about training ``strategy`` on task ``k`` (``prev``: the folder it starts from)."""
+    """Everything about training ``strategy`` on task ``k`` (``prev``: the folder it starts from).
+
+    ``recipe`` overrides the strategy's recipe (stage ``first`` trains first-task recipes); ``shared``: a
+    ``first@<seed>`` folder whose state task 0 adopts when its fingerprint matches.
+    """
 
     def __init__(self, params: TrainParams, strategy: str, seed: int, task: int, prep: Prepared,
-                 prev: Path, out: Path, device: torch.device, eval_split: str = "test"):
-        self.p, self.name, self.recipe = params, strategy, params.recipes[strategy]
+                 prev: Path, out: Path, device: torch.device, eval_split: str = "test",
+                 recipe: Recipe | None = None, shared: Path | None = None):
+        self.p, self.name = params, strategy
+        self.recipe = recipe if recipe is not None else params.recipes[strategy]
+        self.shared = Path(shared) if shared is not None and task == 0 else None
         self.seed, self.k, self.prep, self.prev, self.out = seed, task, prep, Path(prev), Path(out)
         self.partial = self.out.with_name(self.out.name + ".partial")
         self.device, self.eval_split = device, eval_split
@@ -107,9 +116,11 @@ class TaskRun:
                                intent_weight=t.intent_weight, label_smoothing=t.label_smoothing,
                                lr_schedule=t.lr_schedule, lr_final=t.lr_final)
 
-    def fingerprint(self, prev_meta: dict) -> str:
+    def fingerprint(self, prev_meta: dict, recipe: Recipe | None = None) -> str:
+        """Identifies a run's training (and its partial states): ``recipe`` (default: this run's), params,
+        seed, task and the exact weights it starts from."""
         return ckpt.json_digest({
-            "recipe": asdict(self.recipe), "train": asdict(self.p.train), "model": asdict(self.p.model),
+            "recipe": asdict(recipe or self.recipe), "train": asdict(self.p.train), "model": asdict(self.p.model),
             "seed": self.seed, "task": self.k, "prev": ckpt.file_digest(self.prev / "model.safetensors"),
             "prev_model_fingerprint": prev_meta.get("model_fingerprint"),
         })
@@ -142,19 +153,35 @@ class TaskRun:
         shutil.rmtree(self.partial, ignore_errors=True)
 
     # -- the whole task
-    def run(self, model: SLUModel) -> dict:
-        t0 = time.time()
-        prev_meta = load_previous(self.prev, model, model_fingerprint(self.p.model, self.prep))
-        self.fp = self.fingerprint(prev_meta)
+    def train(self, model: SLUModel):
+        """Restore, resume or adopt, train the remaining epochs and run the end-of-task hooks."""
+        from pipeline.continual.first_task import first_task_recipe
+
+        self.prev_meta = load_previous(self.prev, model, model_fingerprint(self.p.model, self.prep))
+        self.fp = self.fingerprint(self.prev_meta)
+        self.first_fp = self.fingerprint(self.prev_meta, first_task_recipe(self.recipe)) if self.k == 0 else None
         model.to(self.device)
         strategy = self.build(model)
         self.carry_optimizer = None
         self.restore()
         self.resume.check()
-        # After a kill between the last epoch and the save, 0 epochs remain: the end-of-task hooks still run.
+        # After a kill between the last epoch and the save (or on adopting a shared first task), 0 epochs
+        # remain: the end-of-task hooks still run.
         strategy.train_epochs = self.epochs - self.resume.done
         strategy.epoch_offset = self.resume.done  # the learning-rate schedule continues where it stopped
         strategy.train(self.experience(), eval_streams=[])
+        return strategy
+
+    def train_first(self, model: SLUModel) -> Path:
+        """Stage ``first``: train task 0 to its last epoch; returns the ``.partial`` folder holding that state
+        (the caller copies it and removes it)."""
+        self.train(model)
+        return self.partial
+
+    def run(self, model: SLUModel) -> dict:
+        t0 = time.time()
+        strategy = self.train(model)
+        prev_meta = self.prev_meta
         seconds = time.time() - t0 + self.resume.previous_seconds
         from pipeline.continual.evaluation import evaluate_row
 
@@ -165,10 +192,13 @@ class TaskRun:
         row = {"strategy": self.name, "seed": self.seed, "task": self.k, "n_tasks": len(self.prep.manifest["tasks"]),
                "task_classes": self.prep.manifest["task_names"], **row, "buffer_size": buffer_size,
                "train_seconds": round(seconds, 2), "epochs": self.epochs,
-               "final_loss": history[-1]["loss"] if history else None, "eval_split": self.eval_split}
+               "final_loss": history[-1]["loss"] if history else None, "eval_split": self.eval_split,
+               # train_seconds then leaves out the shared training, which evaluate adds from first's timing.json
+               "shared_first_task": self.resume.adopted is not None}
         meta = {"strategy": self.name, "seed": self.seed, "task": self.k, "fingerprint": self.fp,
                 "model_fingerprint": prev_meta["model_fingerprint"], "history": history, "seconds": round(seconds, 2),
-                "buffer_size": buffer_size, "seen_classes": self.seen}
+                "buffer_size": buffer_size, "seen_classes": self.seen,
+                "shared_first_task": str(self.resume.adopted) if self.resume.adopted else None}
         self.save(strategy, meta, row)
         return row
 
@@ -182,20 +212,35 @@ class ResumePlugin(SupervisedPlugin):
     def __init__(self, run: TaskRun):
         super().__init__()
         self.run, self.done, self.history, self.previous_seconds, self.state = run, 0, [], 0.0, None
+        self.adopted: Path | None = None  # the shared first-task folder adopted, if any
 
     def check(self) -> None:
-        """Adopt the partial state if it belongs to exactly this run; drop it otherwise."""
-        part = self.run.partial
+        """Adopt the shared first task if it was trained for exactly this run's first task, else the
+        partial state if it belongs to exactly this run; drop a partial state of another run."""
+        part, shared = self.run.partial, self.run.shared
+        if shared is not None and (shared / "state.json").is_file():
+            if ckpt.read_meta(shared).get("fingerprint") == self.run.first_fp:
+                self.adopt(shared)
+                self.adopted = shared
+                shutil.rmtree(part, ignore_errors=True)
+                print(f"{self.run.name} task 0: adopting the first task trained once by stage first ({shared})")
+                return
+            print(f"{self.run.name} task 0: {shared} was trained with other params, data or init weights; "
+                  "training the first task here")
         if not (part / "state.json").is_file():
             return
-        meta = ckpt.read_meta(part)
-        if meta.get("fingerprint") != self.run.fp:
+        if ckpt.read_meta(part).get("fingerprint") != self.run.fp:
             shutil.rmtree(part, ignore_errors=True)
             return
-        self.done, self.history, self.previous_seconds = meta["epochs_done"], meta["history"], meta["seconds"]
-        self.state = (ckpt.read_tensors(part, "model"), ckpt.read_pickled(part, "optimizer"), ckpt.read_pickled(part, "rng"))
-        self.run.progress.epoch = self.done
+        self.adopt(part)
         print(f"resuming {self.run.name} task {self.run.k} after epoch {self.done}")
+
+    def adopt(self, folder: Path) -> None:
+        meta = ckpt.read_meta(folder)
+        self.done, self.history, self.previous_seconds = meta["epochs_done"], meta["history"], meta["seconds"]
+        self.state = (ckpt.read_tensors(folder, "model"), ckpt.read_pickled(folder, "optimizer"),
+                      ckpt.read_pickled(folder, "rng"))
+        self.run.progress.epoch = self.done
 
     def before_training_exp(self, strategy, **kwargs):
         if self.state is not None:

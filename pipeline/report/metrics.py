@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
@@ -85,6 +85,7 @@ class EvalRow:
     epochs: Optional[int] = None
     final_loss: Optional[float] = None
     eval_split: str = "test"  # the split the row was measured on (train stage's eval_split; default test)
+    shared_first_task: bool = False  # task 0 adopted stage first's training (its seconds are in first's timing.json)
     path: str = ""
 
 
@@ -188,6 +189,9 @@ def parse_row(data: Any, *, path: str | Path, strategy: str, seed: int, task: in
     split = data.get("eval_split", "test")
     if not isinstance(split, str):
         raise bad(f"eval_split is {split!r}, expected a split name such as 'test'")
+    shared = data.get("shared_first_task", False)
+    if not isinstance(shared, bool):
+        raise bad(f"shared_first_task is {shared!r}, expected true or false")
 
     return EvalRow(
         strategy=strategy, seed=seed, task=task, n_tasks=n_tasks,
@@ -195,7 +199,8 @@ def parse_row(data: Any, *, path: str | Path, strategy: str, seed: int, task: in
         acc_seen=float(data["acc_seen"]), acc_per_class={k: float(v) for k, v in apc.items()},
         n_test_per_task=list(nt), wer_seen=None if wer is None else float(wer),
         buffer_size=data["buffer_size"], train_seconds=float(data["train_seconds"]),
-        epochs=epochs, final_loss=None if loss is None else float(loss), eval_split=split, path=str(path),
+        epochs=epochs, final_loss=None if loss is None else float(loss), eval_split=split,
+        shared_first_task=shared, path=str(path),
     )  # fmt: skip
 
 
@@ -221,12 +226,30 @@ def load_row(path: str | Path, *, strategy: str, seed: int, task: int, n_tasks: 
     return parse_row(data, path=path, strategy=strategy, seed=seed, task=task, n_tasks=n_tasks)
 
 
+def first_task_timing(models_dir: str | Path, seed: int) -> dict[str, float]:
+    """``models/first/s<seed>/timing.json`` (stage first): strategy -> seconds of its shared first task."""
+    path = Path(models_dir) / "first" / f"s{seed}" / "timing.json"
+    if not path.is_file():
+        return {}
+    data = load_json(path, missing_hint=f"dvc repro first@{seed}", origin=f"file written by DVC stage first@{seed}")
+    if not (isinstance(data, dict) and all(isinstance(k, str) and _is_num(v) and v >= 0 for k, v in data.items())):
+        raise DataError(f"{path}: expected an object {{strategy: seconds >= 0}} (file written by DVC stage first@{seed})")
+    return {k: float(v) for k, v in data.items()}
+
+
 def load_run(models_dir: str | Path, strategy: str, seed: int, n_tasks: int) -> list[EvalRow]:
     """The T rows of one (strategy, seed) run, checked to describe the same task split."""
     rows = [
         load_row(eval_json_path(models_dir, strategy, seed, k), strategy=strategy, seed=seed, task=k, n_tasks=n_tasks)
         for k in range(n_tasks)
     ]
+    if rows[0].shared_first_task:  # the first task trained once in stage first: count its time for every strategy
+        timing = first_task_timing(models_dir, seed)
+        if strategy not in timing:
+            raise DataError(f"{rows[0].path}: task 0 was adopted from stage first@{seed}, but "
+                            f"{Path(models_dir) / 'first' / f's{seed}' / 'timing.json'} has no time for {strategy!r} "
+                            f"(dvc repro first@{seed})")
+        rows[0] = replace(rows[0], train_seconds=rows[0].train_seconds + timing[strategy])
     for row in rows[1:]:
         if row.task_classes != rows[0].task_classes:
             raise DataError(

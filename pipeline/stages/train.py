@@ -3,7 +3,9 @@
 Reads the params sections ``model``, ``train`` and ``recipes.<strategy>`` (plus ``cil.tasks`` to check
 the chain). Starts from ``models/<strategy>/s<seed>/<prev>`` (the init folder or task k-1) and writes
 ``models/<strategy>/s<seed>/task<k>`` with the checkpoint and ``eval.json``, this task's row of the
-accuracy matrix on the test data of every task seen so far.
+accuracy matrix on the test data of every task seen so far. Task 0 adopts the first task that stage
+``first@<seed>`` trained (``models/first/s<seed>/<strategy>``) when it was trained for exactly these params
+and init weights, and trains it itself otherwise (e.g. when run outside DVC without that stage).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--task", type=int, required=True, help="task index k (0-based)")
     parser.add_argument("--prepared", default="data/prepared", help="the prepare stage's folder")
     parser.add_argument("--models", default="models", help="checkpoint root (default: models)")
+    parser.add_argument("--first", default=None,
+                        help="task 0: the shared first-task folder to adopt (default: <models>/first/s<seed>/<strategy>)")
     parser.add_argument("--eval-split", default="test", choices=["test", "valid"],
                         help="split scored after the task (valid for hyper-parameter search)")
 
@@ -40,9 +44,12 @@ def main(args) -> None:
     device = setup_runtime(params.train, args.seed)
     root = Path(args.models) / args.strategy / f"s{args.seed}"
     prev = root / params.cil.tasks[args.task].prev
-    run = TaskRun(params, args.strategy, args.seed, args.task, prep, prev, root / f"task{args.task}", device, args.eval_split)
+    first = Path(args.first) if args.first else Path(args.models) / "first" / f"s{args.seed}" / args.strategy
+    run = TaskRun(params, args.strategy, args.seed, args.task, prep, prev, root / f"task{args.task}", device,
+                  args.eval_split, shared=first)
     row = run.run(build_model(params.model, prep))
     wer = "n/a" if row["wer_seen"] is None else f"{row['wer_seen']:.3f}"
     print(f"train {args.strategy} seed {args.seed} task {args.task}: loss {row['final_loss']:.3f}, "
           f"acc on seen {row['acc_seen']:.3f}, per task {[round(a, 3) for a in row['acc_per_task']]}, "
-          f"WER {wer}, buffer {row['buffer_size']}, {row['train_seconds']:.1f} s")
+          f"WER {wer}, buffer {row['buffer_size']}, {row['train_seconds']:.1f} s"
+          + (" (the first task's training: stage first)" if row["shared_first_task"] else ""))

@@ -1,0 +1,55 @@
+"""Stage ``first@<seed>``: train the first task once per group of strategies that would train it alike.
+
+Reads the params sections ``model``, ``train``, ``cil.strategies`` and ``recipes``. On task 0 most
+continual-learning ingredients have nothing to act on (no buffer contents, teacher or Fisher yet), so
+e.g. fine-tuning, replay and joint train the same first-task model, bit for bit
+(:mod:`pipeline.continual.first_task` says which settings matter). This stage trains each distinct first
+task once, from the same init weights the ``init`` stage writes, and writes ``models/first/s<seed>/<strategy>``
+for every strategy; ``train@<strategy>-<seed>-task0`` adopts it and runs only the end-of-task work and the
+evaluation. A killed run resumes from its last finished epoch (``models/first/s<seed>.work``).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--seed", type=int, required=True)
+    parser.add_argument("--prepared", default="data/prepared", help="the prepare stage's folder")
+    parser.add_argument("--models", default="models", help="checkpoint root (default: models)")
+
+
+def main(args) -> None:
+    from pipeline.config import load_train
+    from pipeline.continual.data import load_prepared
+    from pipeline.continual.first_task import describe, first_task_groups, write_shared
+    from pipeline.continual.run import TaskRun
+    from pipeline.models.build import build_model, setup_runtime, write_init
+
+    params = load_train(args.params)
+    prep = load_prepared(Path(args.prepared))
+    out = Path(args.models) / "first" / f"s{args.seed}"
+    work = out.with_name(out.name + ".work")  # outside the stage's output: DVC removes that before a run
+    write_init(work / "init", params.model, prep, args.seed)  # the init stage's weights, byte for byte
+    shutil.rmtree(out, ignore_errors=True)
+    timing = {}
+    for recipe, members in first_task_groups(params.recipes, params.cil.strategies):
+        t0 = time.time()
+        device = setup_runtime(params.train, args.seed)  # per group: as in a fresh train stage
+        label = "+".join(members)
+        run = TaskRun(params, f"first task of {label}", args.seed, 0, prep, work / "init", work / label, device,
+                      recipe=recipe)
+        partial = run.train_first(build_model(params.model, prep))
+        for name in members:
+            write_shared(partial, out / name)
+        shutil.rmtree(partial)
+        seconds = round(time.time() - t0 + run.resume.previous_seconds, 2)
+        timing.update({name: seconds for name in members})
+        loss = (run.resume.history + run.progress.history)[-1]["loss"]
+        print(f"first task of {', '.join(members)} ({describe(recipe)}): loss {loss:.3f}, {seconds:.1f} s")
+    (out / "timing.json").write_text(json.dumps(timing, indent=1))
+    shutil.rmtree(work)

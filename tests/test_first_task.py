@@ -1,0 +1,100 @@
+"""Stage ``first``: the first task trained once per group of strategies that train it alike.
+
+The claim it rests on is checked end to end: a task-0 checkpoint that adopted the shared training is the
+same, byte for byte, as one trained by the strategy alone (weights, optimiser, RNG, buffer, S-KD targets,
+Fisher) for every kind of strategy, and a shared state made with other params is never adopted.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+import yaml
+from test_train import TINY
+
+from pipeline.__main__ import main as cli
+from pipeline.config import Recipe, load_train
+from pipeline.continual.first_task import MM_FIELDS, NO_EFFECT_ON_FIRST_TASK, first_task_groups, first_task_recipe
+
+STRATEGIES = ["finetune", "herding", "lwf", "ewc", "joint", "coconut+skd", "coconut-ntpt"]
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_every_recipe_field_is_classified():
+    """A new recipe field must be placed: it either cannot act on task 0 or it joins the first-task recipe."""
+    assert {f.name for f in fields(Recipe)} == NO_EFFECT_ON_FIRST_TASK | {"mm", *MM_FIELDS}
+
+
+def test_default_strategies_form_two_groups():
+    p = load_train(ROOT / "params.yaml")
+    groups = first_task_groups(p.recipes, ["finetune", "replay", "coconut", "coconut+skd", "joint", "lwf", "ewc",
+                                           "coconut-no-nspt", "coconut-no-mm", "coconut-supcon"])
+    names = [members for _, members in groups]
+    assert names == [["finetune", "replay", "joint", "lwf", "ewc", "coconut-no-mm"],
+                     ["coconut", "coconut+skd", "coconut-no-nspt", "coconut-supcon"]]
+    assert groups[1][0] == Recipe(mm=True, lambda_mm=0.3, tau_mm=0.1)
+
+
+def test_first_task_recipe_keeps_what_acts_on_task_0():
+    assert first_task_recipe(Recipe(mm=False, lambda_mm=5.0, replay=True, skd=True)) == Recipe()
+    assert first_task_recipe(Recipe(mm=True, lambda_mm=5.0)) != first_task_recipe(Recipe(mm=True, lambda_mm=0.5))
+    assert first_task_recipe(Recipe(mm=True, tau_mm=0.2, ewc=True, epochs=7)) == Recipe(mm=True, tau_mm=0.2)
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("first")
+    params = {**TINY, "cil": {**TINY["cil"], "strategies": STRATEGIES}}
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    other = {**params, "train": {**params["train"], "lr": 0.01}}
+    (root / "params-other.yaml").write_text(yaml.safe_dump(other))
+    assert cli(["prepare", "--params", str(root / "params.yaml"), "--out", str(root / "data/prepared"), "--no-progress"]) == 0
+    return root
+
+
+def common(workdir: Path, models: str, params: str = "params.yaml") -> list[str]:
+    return ["--params", str(workdir / params), "--prepared", str(workdir / "data/prepared"), "--models", str(workdir / models)]
+
+
+def task0(workdir: Path, models: str, strategy: str, *extra: str) -> Path:
+    assert cli(["init", "--strategy", strategy, "--seed", "0", *common(workdir, models)]) == 0
+    assert cli(["train", "--strategy", strategy, "--seed", "0", "--task", "0", *common(workdir, models), *extra]) == 0
+    return workdir / models / strategy / "s0" / "task0"
+
+
+def test_adopted_first_task_is_the_same_checkpoint_as_training_it_alone(workdir):
+    assert cli(["first", "--seed", "0", *common(workdir, "shared")]) == 0
+    first = workdir / "shared" / "first" / "s0"
+    assert sorted(p.name for p in first.iterdir()) == sorted(STRATEGIES + ["timing.json"])
+    assert not (workdir / "shared" / "first" / "s0.work").exists()
+    timing = json.loads((first / "timing.json").read_text())
+    assert set(timing) == set(STRATEGIES) and all(v > 0 for v in timing.values())
+    # two trainings: the plain group and the audio-text (mm) group
+    assert len({(first / s / "model.safetensors").read_bytes() for s in STRATEGIES}) == 2
+    for strategy in STRATEGIES:
+        shared, alone = task0(workdir, "shared", strategy), task0(workdir, "alone", strategy)
+        files = sorted(p.name for p in alone.iterdir() if p.name not in ("state.json", "eval.json"))
+        assert files == sorted(p.name for p in shared.iterdir() if p.name not in ("state.json", "eval.json"))
+        for name in files:
+            assert (shared / name).read_bytes() == (alone / name).read_bytes(), f"{strategy}: {name} differs"
+        a, b = (json.loads((d / "eval.json").read_text()) for d in (shared, alone))
+        assert a.pop("shared_first_task") is True and b.pop("shared_first_task") is False
+        assert a.pop("train_seconds") < b.pop("train_seconds")
+        assert a == b, strategy
+        assert json.loads((shared / "state.json").read_text())["history"] == [
+            {k: v for k, v in h.items() if k != "seconds"} for h in json.loads((alone / "state.json").read_text())["history"]]
+
+
+def test_first_task_of_other_params_is_not_adopted(workdir, capsys):
+    assert cli(["first", "--seed", "0", *common(workdir, "other", "params-other.yaml")]) == 0
+    other = workdir / "other" / "first" / "s0" / "finetune"
+    capsys.readouterr()
+    mine = task0(workdir, "mine", "finetune", "--first", str(other))
+    assert "was trained with other params, data or init weights; training the first task here" in capsys.readouterr().out
+    assert json.loads((mine / "eval.json").read_text())["shared_first_task"] is False
+    assert (mine / "model.safetensors").read_bytes() != (other / "model.safetensors").read_bytes()
+    alone = task0(workdir, "mine-alone", "finetune")
+    assert (mine / "model.safetensors").read_bytes() == (alone / "model.safetensors").read_bytes()
