@@ -8,6 +8,11 @@ Fisher) for every kind of strategy, and a shared state made with other params is
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from dataclasses import fields
 from pathlib import Path
 
@@ -98,3 +103,35 @@ def test_first_task_of_other_params_is_not_adopted(workdir, capsys):
     assert (mine / "model.safetensors").read_bytes() != (other / "model.safetensors").read_bytes()
     alone = task0(workdir, "mine-alone", "finetune")
     assert (mine / "model.safetensors").read_bytes() == (alone / "model.safetensors").read_bytes()
+
+
+def test_first_resumes_after_kill_and_ends_with_the_same_states(workdir):
+    """kill -9 during the first group's training; the re-run resumes it, trains the rest, same bytes."""
+    params = {**TINY, "cil": {**TINY["cil"], "strategies": ["finetune", "coconut+skd"]},
+              "train": {**TINY["train"], "first_task_epochs": 4}}
+    (workdir / "params-kill.yaml").write_text(yaml.safe_dump(params))
+    assert cli(["first", "--seed", "0", *common(workdir, "kill-a", "params-kill.yaml")]) == 0
+    cmd = [sys.executable, "-m", "pipeline", "first", "--seed", "0", *common(workdir, "kill-b", "params-kill.yaml")]
+    partial = workdir / "kill-b" / "first" / "s0.work" / "finetune.partial" / "state.json"
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        if partial.is_file() and json.loads(partial.read_text())["epochs_done"] >= 2:
+            break
+        if proc.poll() is not None:
+            pytest.fail("stage first ended before it could be killed")
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = json.loads(partial.read_text())["epochs_done"]
+    assert 2 <= done < 4
+    assert not (workdir / "kill-b" / "first" / "s0" / "timing.json").exists()  # nothing that looks complete
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    assert res.returncode == 0, res.stderr
+    assert f"resuming first@0 [finetune] task 0 after epoch {done}" in res.stdout
+    a, b = workdir / "kill-a" / "first" / "s0", workdir / "kill-b" / "first" / "s0"
+    for strategy in ("finetune", "coconut+skd"):
+        for name in ("model.safetensors", "optimizer.pt", "rng.pt", "state.json"):
+            assert (a / strategy / name).read_bytes() == (b / strategy / name).read_bytes(), f"{strategy}/{name}"
+    assert not (workdir / "kill-b" / "first" / "s0.work").exists()

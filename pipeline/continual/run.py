@@ -181,7 +181,6 @@ class TaskRun:
     def run(self, model: SLUModel) -> dict:
         t0 = time.time()
         strategy = self.train(model)
-        prev_meta = self.prev_meta
         seconds = time.time() - t0 + self.resume.previous_seconds
         from pipeline.continual.evaluation import evaluate_row
 
@@ -196,7 +195,7 @@ class TaskRun:
                # train_seconds then leaves out the shared training, which evaluate adds from first's timing.json
                "shared_first_task": self.resume.adopted is not None}
         meta = {"strategy": self.name, "seed": self.seed, "task": self.k, "fingerprint": self.fp,
-                "model_fingerprint": prev_meta["model_fingerprint"], "history": history, "seconds": round(seconds, 2),
+                "model_fingerprint": self.prev_meta["model_fingerprint"], "history": history, "seconds": round(seconds, 2),
                 "buffer_size": buffer_size, "seen_classes": self.seen,
                 "shared_first_task": str(self.resume.adopted) if self.resume.adopted else None}
         self.save(strategy, meta, row)

@@ -41,7 +41,7 @@ def main(args) -> None:
         t0 = time.time()
         device = setup_runtime(params.train, args.seed)  # per group: as in a fresh train stage
         label = "+".join(members)
-        run = TaskRun(params, f"first task of {label}", args.seed, 0, prep, work / "init", work / label, device,
+        run = TaskRun(params, f"first@{args.seed} [{label}]", args.seed, 0, prep, work / "init", work / label, device,
                       recipe=recipe)
         partial = run.train_first(build_model(params.model, prep))
         for name in members:
