@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from dataclasses import fields
 from pathlib import Path
 
 import pytest
 import yaml
-from test_train import TINY
+from test_train import TINY, kill_after_epoch
 
 from pipeline.__main__ import main as cli
 from pipeline.config import Recipe, load_train
@@ -114,17 +112,7 @@ def test_first_resumes_after_kill_and_ends_with_the_same_states(workdir):
     cmd = [sys.executable, "-m", "pipeline", "first", "--seed", "0", *common(workdir, "kill-b", "params-kill.yaml")]
     partial = workdir / "kill-b" / "first" / "s0.work" / "finetune.partial" / "state.json"
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while time.time() < deadline:
-        if partial.is_file() and json.loads(partial.read_text())["epochs_done"] >= 2:
-            break
-        if proc.poll() is not None:
-            pytest.fail("stage first ended before it could be killed")
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    done = json.loads(partial.read_text())["epochs_done"]
+    done = kill_after_epoch(cmd, partial, 2, env)
     assert 2 <= done < 4
     assert not (workdir / "kill-b" / "first" / "s0" / "timing.json").exists()  # nothing that looks complete
     res = subprocess.run(cmd, capture_output=True, text=True, env=env)

@@ -129,6 +129,21 @@ def _train_cmd(workdir: Path, models: str, params: str) -> list[str]:
             "--params", str(workdir / params), "--prepared", str(workdir / "data/prepared"), "--models", str(workdir / models)]
 
 
+def kill_after_epoch(cmd: list[str], partial_state: Path, epochs: int, env: dict) -> int:
+    """Start ``cmd``, kill -9 it once ``partial_state`` records ``epochs`` finished epochs; the epochs done."""
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        if partial_state.is_file() and json.loads(partial_state.read_text())["epochs_done"] >= epochs:
+            break
+        if proc.poll() is not None:
+            pytest.fail(f"{' '.join(cmd[2:4])} ended before it could be killed")
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return json.loads(partial_state.read_text())["epochs_done"]
+
+
 def test_resume_after_kill_matches_uninterrupted_run(workdir):
     """kill -9 during task 1 after an epoch checkpoint; the re-run resumes and ends with the same metrics."""
     # a cosine schedule: the resumed run must also continue the learning-rate schedule where it stopped
@@ -145,20 +160,9 @@ def test_resume_after_kill_matches_uninterrupted_run(workdir):
     # interrupted: wait for the end of epoch 2, then kill -9
     partial = workdir / "resume-b" / "coconut+skd" / "s0" / "task1.partial" / "state.json"
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen(_train_cmd(workdir, "resume-b", "params-resume.yaml"), env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while time.time() < deadline:
-        if partial.is_file() and json.loads(partial.read_text())["epochs_done"] >= 2:
-            break
-        if proc.poll() is not None:
-            pytest.fail("the training process ended before it could be killed")
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    done = kill_after_epoch(_train_cmd(workdir, "resume-b", "params-resume.yaml"), partial, 2, env)
     out_b = workdir / "resume-b" / "coconut+skd" / "s0" / "task1"
     assert not (out_b / "eval.json").exists()  # nothing that looks complete
-    done = json.loads(partial.read_text())["epochs_done"]
     assert 2 <= done < 4
     res = subprocess.run(_train_cmd(workdir, "resume-b", "params-resume.yaml"), capture_output=True, text=True, env=env)
     assert res.returncode == 0, res.stderr
