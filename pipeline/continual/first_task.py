@@ -22,8 +22,6 @@ byte and DVC re-runs none of the strategies' stages that depend on them.
 
 from __future__ import annotations
 
-import json
-import shutil
 from dataclasses import asdict, fields, replace
 from pathlib import Path
 
@@ -68,26 +66,16 @@ def first_task_groups(recipes: dict[str, Recipe], strategies: list[str]) -> list
 
 def describe(recipe: Recipe) -> str:
     """Short text of what a first-task recipe adds to plain fine-tuning."""
-    changed = [f"{f.name}={getattr(recipe, f.name)}" for f in fields(Recipe) if getattr(recipe, f.name) != getattr(Recipe(), f.name)]
+    defaults = Recipe()
+    changed = [f"{f.name}={getattr(recipe, f.name)}" for f in fields(Recipe) if getattr(recipe, f.name) != getattr(defaults, f.name)]
     return ", ".join(changed) or "plain fine-tuning"
 
 
 def write_shared(partial: Path, dest: Path) -> None:
-    """Copy a finished first task's end-of-epoch state (a ``.partial`` folder) to ``dest`` without timings."""
+    """Write a finished first task's end-of-epoch state (a ``.partial`` folder) to ``dest`` without timings."""
     meta = ckpt.read_meta(partial)
     history = [{k: v for k, v in h.items() if k != "seconds"} for h in meta["history"]]
-    tmp = dest.with_name(dest.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    for name in ("model.safetensors", "optimizer.pt", "rng.pt"):
-        shutil.copyfile(partial / name, tmp / name)
     shared = {"fingerprint": meta["fingerprint"], "epochs_done": meta["epochs_done"], "history": history, "seconds": 0.0}
-    (tmp / "state.json").write_text(json.dumps(shared, indent=1))
-    shutil.rmtree(dest, ignore_errors=True)
-    tmp.rename(dest)
-
-
-def read_timing(folder: Path) -> dict[str, float]:
-    """``timing.json`` of a ``first@<seed>`` output: strategy -> seconds its first task took to train."""
-    path = Path(folder) / "timing.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
+    ckpt.write_folder(dest, {"model": ckpt.read_tensors(partial, "model")},
+                      {"optimizer": ckpt.read_pickled(partial, "optimizer"), "rng": ckpt.read_pickled(partial, "rng")},
+                      shared)

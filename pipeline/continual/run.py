@@ -172,12 +172,6 @@ class TaskRun:
         strategy.train(self.experience(), eval_streams=[])
         return strategy
 
-    def train_first(self, model: SLUModel) -> Path:
-        """Stage ``first``: train task 0 to its last epoch; returns the ``.partial`` folder holding that state
-        (the caller copies it and removes it)."""
-        self.train(model)
-        return self.partial
-
     def run(self, model: SLUModel) -> dict:
         t0 = time.time()
         strategy = self.train(model)
@@ -218,8 +212,9 @@ class ResumePlugin(SupervisedPlugin):
         partial state if it belongs to exactly this run; drop a partial state of another run."""
         part, shared = self.run.partial, self.run.shared
         if shared is not None and (shared / "state.json").is_file():
-            if ckpt.read_meta(shared).get("fingerprint") == self.run.first_fp:
-                self.adopt(shared)
+            meta = ckpt.read_meta(shared)
+            if meta.get("fingerprint") == self.run.first_fp:
+                self.adopt(shared, meta)
                 self.adopted = shared
                 shutil.rmtree(part, ignore_errors=True)
                 print(f"{self.run.name} task 0: adopting the first task trained once by stage first ({shared})")
@@ -228,14 +223,14 @@ class ResumePlugin(SupervisedPlugin):
                   "training the first task here")
         if not (part / "state.json").is_file():
             return
-        if ckpt.read_meta(part).get("fingerprint") != self.run.fp:
+        meta = ckpt.read_meta(part)
+        if meta.get("fingerprint") != self.run.fp:
             shutil.rmtree(part, ignore_errors=True)
             return
-        self.adopt(part)
+        self.adopt(part, meta)
         print(f"resuming {self.run.name} task {self.run.k} after epoch {self.done}")
 
-    def adopt(self, folder: Path) -> None:
-        meta = ckpt.read_meta(folder)
+    def adopt(self, folder: Path, meta: dict) -> None:
         self.done, self.history, self.previous_seconds = meta["epochs_done"], meta["history"], meta["seconds"]
         self.state = (ckpt.read_tensors(folder, "model"), ckpt.read_pickled(folder, "optimizer"),
                       ckpt.read_pickled(folder, "rng"))

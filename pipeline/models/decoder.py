@@ -72,6 +72,7 @@ class TokenDecoder(nn.Module):
         x = (self.embed(token) * self.scale + table).unsqueeze(1)  # [B] -> [B, 1, D]
         if pos == 0:
             x = x + start.unsqueeze(1).to(x.dtype)
+        cross = additive_mask(memory_pad, self.layers.layers[0].multihead_attn.num_heads, 1)  # every layer's
         for i, layer in enumerate(self.layers.layers):
             h = layer.norm1(x)
             if len(cache) <= i:
@@ -80,7 +81,6 @@ class TokenDecoder(nn.Module):
                 cache[i] = torch.cat([cache[i], h], dim=1)  # [B, pos + 1, D]
             x = x + layer.self_attn(h, cache[i], cache[i], need_weights=False)[0]
             h = layer.norm2(x)
-            cross = additive_mask(memory_pad, layer.multihead_attn.num_heads, 1)
             x = x + layer.multihead_attn(h, memory, memory, attn_mask=cross, need_weights=False)[0]
             x = x + layer.linear2(layer.activation(layer.linear1(layer.norm3(x))))
         return (self.norm(x) @ self.embed.weight.t())[:, 0]  # [B, 1, V] -> [B, V]

@@ -226,9 +226,14 @@ def load_row(path: str | Path, *, strategy: str, seed: int, task: int, n_tasks: 
     return parse_row(data, path=path, strategy=strategy, seed=seed, task=task, n_tasks=n_tasks)
 
 
+def first_task_timing_path(models_dir: str | Path, seed: int) -> Path:
+    """Where stage first@<seed> writes the seconds of each strategy's shared first task."""
+    return Path(models_dir) / "first" / f"s{seed}" / "timing.json"
+
+
 def first_task_timing(models_dir: str | Path, seed: int) -> dict[str, float]:
     """``models/first/s<seed>/timing.json`` (stage first): strategy -> seconds of its shared first task."""
-    path = Path(models_dir) / "first" / f"s{seed}" / "timing.json"
+    path = first_task_timing_path(models_dir, seed)
     if not path.is_file():
         return {}
     data = load_json(path, missing_hint=f"dvc repro first@{seed}", origin=f"file written by DVC stage first@{seed}")
@@ -247,7 +252,7 @@ def load_run(models_dir: str | Path, strategy: str, seed: int, n_tasks: int) -> 
         timing = first_task_timing(models_dir, seed)
         if strategy not in timing:
             raise DataError(f"{rows[0].path}: task 0 was adopted from stage first@{seed}, but "
-                            f"{Path(models_dir) / 'first' / f's{seed}' / 'timing.json'} has no time for {strategy!r} "
+                            f"{first_task_timing_path(models_dir, seed)} has no time for {strategy!r} "
                             f"(dvc repro first@{seed})")
         rows[0] = replace(rows[0], train_seconds=rows[0].train_seconds + timing[strategy])
     for row in rows[1:]:

@@ -43,10 +43,10 @@ def main(args) -> None:
         label = "+".join(members)
         run = TaskRun(params, f"first@{args.seed} [{label}]", args.seed, 0, prep, work / "init", work / label, device,
                       recipe=recipe)
-        partial = run.train_first(build_model(params.model, prep))
+        run.train(build_model(params.model, prep))  # its .partial folder now holds the state after the last epoch
         for name in members:
-            write_shared(partial, out / name)
-        shutil.rmtree(partial)
+            write_shared(run.partial, out / name)
+        shutil.rmtree(run.partial)
         seconds = round(time.time() - t0 + run.resume.previous_seconds, 2)
         timing.update({name: seconds for name in members})
         loss = (run.resume.history + run.progress.history)[-1]["loss"]
