@@ -8,101 +8,16 @@ and ``split``; the train stages read ``model``, ``train`` and ``cil``; ``evaluat
 
 from __future__ import annotations
 
-import dataclasses
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
-import yaml
-
+from pipeline.core.params import check_name, convert, from_dict, parse_seeds, read_yaml, register_section, section
+from pipeline.core.params import require as _require
 from pipeline.errors import ParamsError
 
-# ----------------------------------------------------------------------------- generic parsing
-
-
-def _type_name(tp: Any) -> str:
-    origin = typing.get_origin(tp)
-    if origin is Literal:
-        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
-    if origin in (Union, types.UnionType):
-        return " or ".join(_type_name(a) for a in typing.get_args(tp))
-    if origin is list:
-        (inner,) = typing.get_args(tp)
-        return f"a list of {_type_name(inner)}"
-    if tp is type(None):
-        return "null"
-    if dataclasses.is_dataclass(tp):
-        return "a mapping"
-    return {int: "an integer", float: "a number", str: "a string", bool: "true/false"}.get(tp, str(tp))
-
-
-def _convert(value: Any, tp: Any, key: str) -> Any:
-    """Check ``value`` against the annotation ``tp`` and return it converted (ints to floats, dicts to dataclasses)."""
-    origin = typing.get_origin(tp)
-    if origin is Literal:
-        if value in typing.get_args(tp):
-            return value
-    elif origin in (Union, types.UnionType):
-        for arg in typing.get_args(tp):
-            try:
-                return _convert(value, arg, key)
-            except ParamsError:
-                continue
-    elif origin is list:
-        (inner,) = typing.get_args(tp)
-        if isinstance(value, list):
-            return [_convert(v, inner, f"{key}[{i}]") for i, v in enumerate(value)]
-    elif tp is type(None):
-        if value is None:
-            return None
-    elif dataclasses.is_dataclass(tp):
-        if isinstance(value, dict):
-            return from_dict(tp, value, key)
-    elif tp is bool:
-        if isinstance(value, bool):
-            return value
-    elif tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-    elif tp is str:
-        if isinstance(value, str):
-            return value
-    else:  # pragma: no cover - a schema bug, not a user error
-        raise TypeError(f"unsupported annotation {tp!r} for {key}")
-    raise ParamsError(f"params: {key}: expected {_type_name(tp)}, got {value!r}")
-
-
-def from_dict(cls: type, data: dict, prefix: str) -> Any:
-    """Build dataclass ``cls`` from ``data``, rejecting unknown keys; ``prefix`` is the dotted key for messages."""
-    if not isinstance(data, dict):
-        raise ParamsError(f"params: {prefix}: expected a mapping, got {data!r}")
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    unknown = sorted(set(data) - set(names))
-    if unknown:
-        raise ParamsError(f"params: {prefix}.{unknown[0]}: unknown key; allowed keys: {', '.join(names)}")
-    required = [f.name for f in dataclasses.fields(cls)
-                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
-    missing = [k for k in required if k not in data]
-    if missing:
-        raise ParamsError(f"params: {prefix}.{missing[0]}: missing; required keys: {', '.join(required)}")
-    kwargs = {k: _convert(v, hints[k], f"{prefix}.{k}") for k, v in data.items()}
-    obj = cls(**kwargs)
-    check = getattr(obj, "validate", None)
-    if check is not None:
-        check(prefix)
-    return obj
-
-
-def _require(cond: bool, key: str, message: str) -> None:
-    if not cond:
-        raise ParamsError(f"params: {key}: {message}")
-
+# Kept importable from here for the modules and tests that parse params through this module.
+__all__ = ["from_dict", "convert", "read_yaml", "section", "ParamsError"]
 
 # ----------------------------------------------------------------------------- prepare: data
 
@@ -236,35 +151,6 @@ class PrepareParams:
     data: DataConfig
     features: FeaturesConfig
     split: SplitConfig
-
-
-# ----------------------------------------------------------------------------- loading
-
-
-#: The top-level sections of params.yaml. Each stage reads only its own, but every loader rejects a
-#: section outside this list.
-SECTIONS = ("seeds", "data", "features", "split", "model", "train", "cil", "recipes", "evaluate")
-
-
-def read_yaml(path: str | Path) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise ParamsError(f"params: {path}: file not found")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ParamsError(f"params: {path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    if not isinstance(data, dict):
-        raise ParamsError(f"params: {path}: expected a mapping at the top level")
-    unknown = sorted(str(k) for k in data if k not in SECTIONS)
-    if unknown:  # a typo'd section would otherwise be ignored silently and its stage run on defaults
-        raise ParamsError(f"params: {unknown[0]}: unknown top-level section; allowed sections: {', '.join(SECTIONS)}")
-    return data
-
-
-def section(raw: dict, cls: type, name: str) -> Any:
-    """Parse one top-level section; a missing section takes the defaults."""
-    return from_dict(cls, raw.get(name) or {}, name)
 
 
 def load_prepare(path: str | Path = "params.yaml") -> PrepareParams:
@@ -431,6 +317,10 @@ class CilConfig:
 
     def validate(self, key: str) -> None:
         _require(len(self.strategies) >= 1, f"{key}.strategies", "list at least one strategy")
+        for name in self.strategies:
+            check_name(name, f"{key}.strategies")
+            _require(name != "first", f"{key}.strategies",
+                     "'first' names stage first's folder models/first: rename the strategy")
         _require(len(set(self.strategies)) == len(self.strategies), f"{key}.strategies", "names must be unique")
         _require(len(self.tasks) >= 1, f"{key}.tasks", "list at least one task")
         for i, t in enumerate(self.tasks):
@@ -453,17 +343,13 @@ class TrainParams:
 
 def load_train(path: str | Path = "params.yaml") -> TrainParams:
     raw = read_yaml(path)
-    recipes_raw = raw.get("recipes") or {}
-    if not isinstance(recipes_raw, dict):
-        raise ParamsError(f"params: recipes: expected a mapping of strategy name to recipe, got {recipes_raw!r}")
-    recipes = {name: from_dict(Recipe, r or {}, f"recipes.{name}") for name, r in recipes_raw.items()}
+    recipes = section(raw, dict[str, Recipe], "recipes")
+    for name in recipes:
+        check_name(name, f"recipes.{name}")
     cil = section(raw, CilConfig, "cil")
     for name in cil.strategies:
         _require(name in recipes, "cil.strategies", f"{name!r} has no recipe under recipes: (known: {', '.join(recipes)})")
-        _require(all(c.isalnum() or c in "+-_." for c in name), "cil.strategies", f"{name!r}: use letters, digits and + - _ .")
-        _require(name != "first", "cil.strategies", "'first' names stage first's folder models/first: rename the strategy")
-    seeds = _convert(raw.get("seeds", [0]), list[int], "seeds")
-    _require(len(seeds) >= 1 and len(set(seeds)) == len(seeds), "seeds", "list one or more distinct integers")
+    seeds = parse_seeds(raw)
     return TrainParams(
         model=section(raw, ModelConfig, "model"),
         train=section(raw, TrainConfig, "train"),
@@ -471,3 +357,29 @@ def load_train(path: str | Path = "params.yaml") -> TrainParams:
         recipes=recipes,
         seeds=seeds,
     )
+
+
+# ----------------------------------------------------------------------------- evaluate
+
+
+@dataclass
+class EvaluateConfig:
+    """The class-incremental report (stage ``evaluate``)."""
+
+    upper_bound: Optional[str] = "joint"  # drawn dashed and never marked best; a strategy not run is not drawn
+    dpi: int = 120
+    title: str = "Class-incremental learning report"
+
+    def validate(self, key: str) -> None:
+        _require(50 <= self.dpi <= 600, f"{key}.dpi", f"expected an integer in [50, 600], got {self.dpi!r}")
+        _require(bool(self.title.strip()), f"{key}.title", f"expected a non-empty string, got {self.title!r}")
+
+
+# ----------------------------------------------------------------------------- the sections this module declares
+
+#: The top-level sections of the prepare and class-incremental stages (other tracks register their own).
+SECTIONS = ("seeds", "data", "features", "split", "model", "train", "cil", "recipes", "evaluate")
+for _name, _schema in (("data", DataConfig), ("features", FeaturesConfig), ("split", SplitConfig),
+                       ("model", ModelConfig), ("train", TrainConfig), ("cil", CilConfig),
+                       ("recipes", dict[str, Recipe]), ("evaluate", EvaluateConfig)):
+    register_section(_name, _schema)

@@ -146,7 +146,7 @@ def test_wrong_type_train(tmp_path):
     )
     assert train_error(tmp_path, with_train(seeds="0")).startswith("params: seeds: expected a list of an integer")
     msg = train_error(tmp_path, with_train(recipes=["finetune"]))
-    assert msg.startswith("params: recipes: expected a mapping of strategy name to recipe")
+    assert msg.startswith("params: recipes: expected a mapping of names to a mapping")
 
 
 def test_not_a_mapping_or_not_yaml(tmp_path):

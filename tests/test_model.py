@@ -164,13 +164,12 @@ def test_spec_augment_masks_inside_the_utterance_and_is_seeded():
     assert (masked_frames <= 20).all()
 
 
-def test_setup_runtime_makes_cpu_runs_deterministic():
-    from pipeline.config import TrainConfig
-    from pipeline.models.build import setup_runtime
+def test_runtime_setup_makes_cpu_runs_deterministic():
+    from pipeline.core import runtime
 
     before = torch.are_deterministic_algorithms_enabled()
     try:
-        assert setup_runtime(TrainConfig(device="cpu"), seed=3) == torch.device("cpu")
+        assert runtime.setup("cpu", seed=3) == torch.device("cpu")
         assert torch.are_deterministic_algorithms_enabled()
     finally:
         torch.use_deterministic_algorithms(before)

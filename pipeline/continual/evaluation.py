@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from pipeline.continual.data import Prepared, to_inputs
+from pipeline.data.prepared import Prepared, to_inputs
 from pipeline.models.slu import SLUModel
 
 

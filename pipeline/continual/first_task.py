@@ -26,7 +26,7 @@ from dataclasses import asdict, fields, replace
 from pathlib import Path
 
 from pipeline.config import Recipe
-from pipeline.continual import checkpoint as ckpt
+from pipeline.core import checkpoint as ckpt
 
 # Recipe fields that change nothing before the end of task 0 (see the module docstring). Every other field
 # keeps its value in the first-task recipe, so a field added later is assumed to matter until it is listed

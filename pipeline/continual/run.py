@@ -30,8 +30,10 @@ import torch
 from avalanche.core import SupervisedPlugin
 
 from pipeline.config import Recipe, TrainParams
-from pipeline.continual import checkpoint as ckpt
-from pipeline.continual.data import Prepared, as_avalanche
+from pipeline.core import checkpoint as ckpt
+from pipeline.core import runtime
+from pipeline.continual.data import as_avalanche
+from pipeline.data.prepared import Prepared
 from pipeline.continual.optim import AdamW
 from pipeline.errors import DataError
 from pipeline.models.build import model_fingerprint
@@ -129,7 +131,7 @@ class TaskRun:
     def restore(self) -> None:
         from pipeline.continual.buffer import load_buffer_state
 
-        ckpt.set_rng_state(ckpt.read_pickled(self.prev, "rng"))
+        runtime.set_rng_state(ckpt.read_pickled(self.prev, "rng"))
         if self.k == 0:
             return
         if self.policy is not None:
@@ -148,7 +150,7 @@ class TaskRun:
             tensors["buffer"] = buffer_state(self.policy)
         for stem, algo in self.algos.items():
             tensors[stem] = algo.state()
-        pickled = {"optimizer": strategy.optimizer.state_dict(), "rng": ckpt.rng_state()}
+        pickled = {"optimizer": strategy.optimizer.state_dict(), "rng": runtime.rng_state()}
         ckpt.write_folder(self.out, tensors, pickled, meta, {"eval.json": row})  # all or nothing
         shutil.rmtree(self.partial, ignore_errors=True)
 
@@ -241,7 +243,7 @@ class ResumePlugin(SupervisedPlugin):
             model_sd, opt_sd, rng = self.state
             strategy.model.load_state_dict(model_sd)
             strategy.optimizer.load_state_dict(opt_sd)
-            ckpt.set_rng_state(rng)
+            runtime.set_rng_state(rng)
         elif self.run.carry_optimizer is not None:
             strategy.optimizer.load_state_dict(self.run.carry_optimizer)
 
@@ -250,4 +252,4 @@ class ResumePlugin(SupervisedPlugin):
         meta = {"fingerprint": self.run.fp, "epochs_done": progress.epoch, "history": self.history + progress.history,
                 "seconds": self.previous_seconds + sum(h["seconds"] for h in progress.history)}
         ckpt.write_folder(self.run.partial, {"model": strategy.model.state_dict()},
-                          {"optimizer": strategy.optimizer.state_dict(), "rng": ckpt.rng_state()}, meta)
+                          {"optimizer": strategy.optimizer.state_dict(), "rng": runtime.rng_state()}, meta)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from pipeline.continual.data import to_inputs
+from pipeline.data.prepared import to_inputs
 from pipeline.losses import SequenceKDLoss
 from pipeline.models.slu import SLUModel, SLUOutput, trim_tokens
 

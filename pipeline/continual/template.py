@@ -10,7 +10,6 @@ Plugins add their terms to ``strategy.loss`` in ``before_backward``.
 
 from __future__ import annotations
 
-import contextlib
 import math
 
 import pipeline.continual.avalanche_import  # noqa: F401  (must precede the avalanche imports)
@@ -18,6 +17,7 @@ import torch
 from avalanche.training.plugins import EvaluationPlugin
 from avalanche.training.templates import SupervisedTemplate
 
+from pipeline.core import runtime
 from pipeline.models.slu import SLUModel, SLUOutput
 
 
@@ -53,9 +53,7 @@ class Seq2SeqTemplate(SupervisedTemplate):
 
     def autocast(self):
         """bf16 autocast on CUDA (mixed precision); a no-op on the CPU."""
-        if self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        return runtime.autocast(self.device)
 
     def forward(self):
         with self.autocast():

@@ -1,37 +1,21 @@
-"""Building the model and its runtime (device, threads, determinism); the untrained checkpoint.
+"""Building the SLU model from the prepared data; its fingerprint; the untrained checkpoint.
 
 Kept apart from the training code so that the ``init`` stage starts without importing Avalanche.
 """
 
 from __future__ import annotations
 
-import random
 from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from pipeline.config import ModelConfig, TrainConfig
-from pipeline.continual import checkpoint as ckpt
-from pipeline.continual.data import Prepared
+from pipeline.config import ModelConfig
+from pipeline.core import checkpoint as ckpt
+from pipeline.core import runtime
+from pipeline.data.prepared import Prepared
 from pipeline.errors import ParamsError
 from pipeline.models.slu import SLUModel, Vocab
-
-
-def setup_runtime(cfg: TrainConfig, seed: int) -> torch.device:
-    """Threads, determinism and device. On CPU, the same params and seed give identical results."""
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    if cfg.device == "cuda" and not torch.cuda.is_available():
-        raise ParamsError("params: train.device: 'cuda' requested but no CUDA device is available (use auto or cpu)")
-    use_cuda = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
-    # CUDA kernels would need CUBLAS_WORKSPACE_CONFIG. The eager flag only: torch.use_deterministic_algorithms
-    # also imports torch._inductor to set its config (2-3 s of every stage's start-up), and nothing is compiled.
-    torch._C._set_deterministic_algorithms(not use_cuda)
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    return torch.device("cuda" if use_cuda else "cpu")
 
 
 def vocab_of(prep: Prepared) -> Vocab:
@@ -90,5 +74,5 @@ def write_init(folder: Path, cfg: ModelConfig, prep: Prepared, seed: int) -> SLU
     model = build_model(cfg, prep)
     meta = {"seed": seed, "model_fingerprint": model_fingerprint(cfg, prep),
             "parameters": sum(p.numel() for p in model.parameters())}
-    ckpt.write_folder(folder, {"model": model.state_dict()}, {"rng": ckpt.rng_state()}, meta)
+    ckpt.write_folder(folder, {"model": model.state_dict()}, {"rng": runtime.rng_state()}, meta)
     return model

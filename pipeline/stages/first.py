@@ -25,10 +25,11 @@ def add_arguments(parser) -> None:
 
 def main(args) -> None:
     from pipeline.config import load_train
-    from pipeline.continual.data import load_prepared
+    from pipeline.data.prepared import load_prepared
     from pipeline.continual.first_task import describe, first_task_groups, write_shared
     from pipeline.continual.run import TaskRun
-    from pipeline.models.build import build_model, setup_runtime, write_init
+    from pipeline.core import runtime
+    from pipeline.models.build import build_model, write_init
 
     params = load_train(args.params)
     prep = load_prepared(Path(args.prepared))
@@ -39,7 +40,7 @@ def main(args) -> None:
     timing = {}
     for recipe, members in first_task_groups(params.recipes, params.cil.strategies):
         t0 = time.time()
-        device = setup_runtime(params.train, args.seed)  # per group: as in a fresh train stage
+        device = runtime.setup(params.train.device, args.seed, params.train.threads)  # per group: as in a fresh train stage
         label = "+".join(members)
         run = TaskRun(params, f"first@{args.seed} [{label}]", args.seed, 0, prep, work / "init", work / label, device,
                       recipe=recipe)

@@ -19,7 +19,7 @@ def add_arguments(parser) -> None:
 
 def main(args) -> None:
     from pipeline.config import load_train
-    from pipeline.continual.data import load_prepared
+    from pipeline.data.prepared import load_prepared
     from pipeline.models.build import write_init
 
     params = load_train(args.params)

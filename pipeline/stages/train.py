@@ -27,9 +27,10 @@ def add_arguments(parser) -> None:
 
 def main(args) -> None:
     from pipeline.config import load_train
-    from pipeline.continual.data import load_prepared
+    from pipeline.data.prepared import load_prepared
     from pipeline.continual.run import TaskRun
-    from pipeline.models.build import build_model, setup_runtime
+    from pipeline.core import runtime
+    from pipeline.models.build import build_model
     from pipeline.errors import ParamsError
 
     params = load_train(args.params)
@@ -41,7 +42,7 @@ def main(args) -> None:
                           f"(split.preset {prep.manifest['preset']}); list k = 0..{n_tasks - 1}")
     if not 0 <= args.task < n_tasks:
         raise ParamsError(f"--task {args.task}: expected 0..{n_tasks - 1}")
-    device = setup_runtime(params.train, args.seed)
+    device = runtime.setup(params.train.device, args.seed, params.train.threads)
     root = Path(args.models) / args.strategy / f"s{args.seed}"
     prev = root / params.cil.tasks[args.task].prev
     first = Path(args.first) if args.first else Path(args.models) / "first" / f"s{args.seed}" / args.strategy
