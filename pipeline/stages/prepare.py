@@ -12,20 +12,25 @@ Reads the params sections ``data``, ``features`` and ``split``. Writes one folde
                                  kind, so that a model that needs the other kind stops with one line
     stats.json                   corpus size, audio hours, timings
 
-Everything is built in ``<out>.tmp`` and renamed into place at the end, so a failed run leaves no
-folder that looks complete.
+Everything is built in ``<out>.tmp`` and renamed into place at the end (:func:`pipeline.core.atomic.atomic_dir`),
+so a failed run leaves no folder that looks complete; an existing ``--out`` is replaced only if an earlier
+prepare run wrote it (a mistyped path is refused, never deleted).
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from pathlib import Path
 
 from pipeline.config import PrepareParams, load_prepare
+from pipeline.core.atomic import atomic_dir
 from pipeline.data.corpus import SPLITS, Utterance
 from pipeline.errors import DataError
+
+
+#: what the stage writes at the top of --out (a folder of these, written before owner markers existed, is replaceable)
+OUTPUT_ENTRIES = ("corpus", "features", "meta", "tokenizer.json", "tasks.json", "stats.json")
 
 
 def add_arguments(parser) -> None:
@@ -135,11 +140,7 @@ def main(args) -> None:
     t0 = time.time()
     params = load_prepare(args.params)
     progress = not args.no_progress
-    out = Path(args.out)
-    work = out.with_name(out.name + ".tmp")
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    try:
+    with atomic_dir(Path(args.out), owner="prepare", legacy=OUTPUT_ENTRIES) as work:
         utts, classes, family, synth_stats = load_corpus(params, work, progress)
         where = "synthetic corpus" if params.data.source == "synthetic" else str(params.data.root)
         by_split = check_splits(utts, classes, where)
@@ -158,11 +159,6 @@ def main(args) -> None:
             "seconds": round(time.time() - t0, 2),
         }
         (work / "stats.json").write_text(json.dumps(stats, indent=1))
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
-    shutil.rmtree(out, ignore_errors=True)
-    work.rename(out)
     n = sum(c["utterances"] for c in counts.values())
     hours = sum(c["hours"] for c in counts.values())
     per_split = ", ".join(f"{s} {c['utterances']}" for s, c in counts.items())
