@@ -123,3 +123,42 @@ def test_first_resumes_after_kill_and_ends_with_the_same_states(workdir):
         for name in ("model.safetensors", "optimizer.pt", "rng.pt", "state.json"):
             assert (a / strategy / name).read_bytes() == (b / strategy / name).read_bytes(), f"{strategy}/{name}"
     assert not (workdir / "kill-b" / "first" / "s0.work").exists()
+
+
+def test_a_partial_first_task_is_not_resumed_on_other_data(workdir):
+    """kill -9 during first, change the class order (same audio, same init weights), re-run: the partial state
+    is dropped and the result equals an uninterrupted run on the new split."""
+    base = {**TINY, "cil": {**TINY["cil"], "strategies": ["finetune"]}, "train": {**TINY["train"], "first_task_epochs": 4}}
+    for order in ("paper", "sorted"):
+        (workdir / f"params-{order}.yaml").write_text(yaml.safe_dump({**base, "split": {**base["split"], "class_order": order}}))
+
+    def prepare(order: str, out: str) -> None:
+        assert cli(["prepare", "--params", str(workdir / f"params-{order}.yaml"), "--out", str(workdir / out),
+                    "--no-progress"]) == 0
+
+    def first_cmd(order: str, models: str, data: str) -> list[str]:
+        return [sys.executable, "-m", "pipeline", "first", "--seed", "0", "--params", str(workdir / f"params-{order}.yaml"),
+                "--prepared", str(workdir / data), "--models", str(workdir / models)]
+
+    prepare("sorted", "data/sorted")
+    assert cli(first_cmd("sorted", "order-ref", "data/sorted")[3:]) == 0  # uninterrupted, on the new split
+    prepare("paper", "data/changing")
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    partial = workdir / "order-b" / "first" / "s0.work" / "finetune.partial" / "state.json"
+    assert kill_after_epoch(first_cmd("paper", "order-b", "data/changing"), partial, 2, env) >= 2
+    prepare("sorted", "data/changing")  # the same folder now holds the other class order
+    res = subprocess.run(first_cmd("sorted", "order-b", "data/changing"), capture_output=True, text=True, env=env)
+    assert res.returncode == 0, res.stderr
+    assert "resuming" not in res.stdout
+    ref, got = workdir / "order-ref" / "first" / "s0" / "finetune", workdir / "order-b" / "first" / "s0" / "finetune"
+    for name in ("model.safetensors", "optimizer.pt", "rng.pt"):
+        assert (ref / name).read_bytes() == (got / name).read_bytes(), name
+    # nor does a task-0 stage adopt it on the old split (the params differ only in split, which train does not read)
+    prepare("paper", "data/paper")
+    common = ["--params", str(workdir / "params-paper.yaml"), "--prepared", str(workdir / "data/paper"),
+              "--models", str(workdir / "order-c")]
+    assert cli(["init", "--strategy", "finetune", "--seed", "0", *common]) == 0
+    res = subprocess.run([sys.executable, "-m", "pipeline", "train", "--strategy", "finetune", "--seed", "0", "--task", "0",
+                          *common, "--first", str(got)], capture_output=True, text=True, env=env)
+    assert res.returncode == 0, res.stderr
+    assert "was trained with other params, data or init weights" in res.stdout and "adopting" not in res.stdout

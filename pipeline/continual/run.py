@@ -120,8 +120,11 @@ class TaskRun:
 
     def fingerprint(self, prev_meta: dict, recipe: Recipe | None = None) -> str:
         """Identifies a run's training (and its partial states): ``recipe`` (default: this run's), params,
-        seed, task and the exact weights it starts from."""
+        seed, task, the exact weights it starts from and the content of the prepared data it reads (task
+        split, class order, metadata, features), so that a state left by a killed run is never resumed or
+        adopted on other data."""
         return ckpt.json_digest({
+            "data": self.prep.digest,
             "recipe": asdict(recipe or self.recipe), "train": asdict(self.p.train), "model": asdict(self.p.model),
             "seed": self.seed, "task": self.k, "prev": ckpt.file_digest(self.prev / "model.safetensors"),
             "prev_model_fingerprint": prev_meta.get("model_fingerprint"),

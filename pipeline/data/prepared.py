@@ -10,6 +10,7 @@ split, which is how buffers and S-KD pseudo-targets are saved and restored.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
+from pipeline.core.checkpoint import content_digest
 from pipeline.data.features import load_packed
 from pipeline.data.tokenizer import Tokenizer
 from pipeline.errors import DataError
@@ -53,6 +55,18 @@ class Prepared:
     meta: dict[str, list[dict]]
     mean: torch.Tensor
     std: torch.Tensor
+    root: Path | None = None
+
+    #: what a training run reads from the folder: its content identifies the data in run fingerprints
+    CONTENT = ("tasks.json", "tokenizer.json", "meta", "features")
+
+    @functools.cached_property
+    def digest(self) -> str:
+        """Content digest of the task manifest, tokenizer, metadata and features (sha256 over the files, about
+        0.1 s per 100 MB): a run's partial state is resumed only on exactly the data it was trained on."""
+        if self.root is None:
+            raise DataError("prepared data built in memory has no content digest; load it with load_prepared")
+        return content_digest(self.root, self.CONTENT)
 
     @property
     def n_mels(self) -> int:
@@ -82,4 +96,4 @@ def load_prepared(root: Path) -> Prepared:
         for i, e in enumerate(encoded[s]):
             tokens[i, : len(e)] = torch.tensor(e)
         splits[s] = SLUDataset(packed[s]["frames"], packed[s]["offsets"], [m["label_id"] for m in rows], tokens, t_max)
-    return Prepared(manifest, tok, splits, meta, packed["train"]["mean"], packed["train"]["std"])
+    return Prepared(manifest, tok, splits, meta, packed["train"]["mean"], packed["train"]["std"], root)
