@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue
         mod.add_arguments(sp)
-        sp.set_defaults(_main=mod.main)
+        sp.set_defaults(_main=mod.main, _fast_exit=getattr(mod, "FAST_EXIT", False))
     return parser
 
 
@@ -84,6 +84,8 @@ def run(argv: list[str]) -> int:
     if not hasattr(args, "_main"):
         print(f"error: stage {args.stage!r} is not available in this version", file=sys.stderr)
         return 2
+    global _FAST_EXIT
+    _FAST_EXIT = args._fast_exit
     try:
         args._main(args)
     except UserError as exc:
@@ -95,14 +97,20 @@ def run(argv: list[str]) -> int:
     return 0
 
 
+#: set by run() from the stage module's ``FAST_EXIT`` (opt-in: the stage closes every file it writes)
+_FAST_EXIT = False
+
+
 def exit_now(code: int) -> None:
     """End the stage process without the interpreter's teardown of torch and Avalanche (about a second
-    per process, and a default run starts dozens). Every file a stage writes is closed by then."""
+    per process, and a default run starts dozens), for stages that opted in; otherwise a normal exit."""
     import os
 
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(code)
+    if _FAST_EXIT:
+        os._exit(code)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -54,9 +54,11 @@ def test_same_weights_and_state_as_torch_adamw():
 def test_training_does_not_import_dynamo():
     code = (
         "import sys, torch\n"
-        "from pipeline.continual.optim import AdamW\n"
+        "from pipeline.continual import optim\n"
+        "optim.enable_fast_path()\n"
         "m = torch.nn.Linear(4, 2)\n"
-        "o = AdamW(m.parameters(), lr=1e-3)\n"
+        "o = optim.adamw(m.parameters(), lr=1e-3)\n"
+        "assert type(o) is optim.AdamW\n"
         "for _ in range(3):\n"
         "    o.zero_grad(); m(torch.randn(3, 4)).sum().backward(); o.step()\n"
         "o.load_state_dict(o.state_dict())\n"
@@ -65,3 +67,22 @@ def test_training_does_not_import_dynamo():
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "False"
+
+
+def test_the_fast_path_is_opt_in():
+    """Importing the module changes nothing process-wide: torch's optimisers keep their dynamo wrappers and
+    adamw() is torch's own class until a stage entry point opts in."""
+    code = (
+        "import torch\n"
+        "from pipeline.continual import optim\n"
+        "import pipeline.continual.run\n"
+        "m = torch.nn.Linear(4, 2)\n"
+        "print(type(optim.adamw(m.parameters(), lr=1e-3)) is torch.optim.AdamW,\n"
+        "      hasattr(torch.optim.Optimizer.zero_grad.__wrapped__, '__dynamo_disable'))\n"
+        "optim.enable_fast_path()\n"
+        "print(type(optim.adamw(m.parameters(), lr=1e-3)) is optim.AdamW,\n"
+        "      hasattr(torch.optim.Optimizer.zero_grad.__wrapped__, '__dynamo_disable'))\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ["True", "False", "True", "True"]

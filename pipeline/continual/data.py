@@ -8,7 +8,6 @@ from torch.utils.data import Dataset
 
 def as_avalanche(ds: Dataset, indices: list[int] | None = None):
     """An Avalanche classification dataset (task label 0) over ``ds`` or a subset of it."""
-    import pipeline.continual.avalanche_import  # noqa: F401
     from avalanche.benchmarks.utils.classification_dataset import _make_taskaware_classification_dataset
 
     full = _make_taskaware_classification_dataset(ds, targets=ds.targets, task_labels=0)

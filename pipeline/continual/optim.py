@@ -9,9 +9,10 @@ stage processes and each paid the import.
 :class:`AdamW` runs torch's own Adam step function (the same arithmetic, bit for bit, and the same
 state_dict) without the importing wrapper, and :func:`run_eagerly` fills the cache slot of the
 ``_disable_dynamo`` wrappers with the plain method. The latter holds for the whole process (torch's own
-optimisers too): a process that also uses ``torch.compile`` should not import this module; the stage
-processes never compile. If a future torch changes either wrapper, the functions below fall back to
-torch's behaviour (slower start-up, same results).
+optimisers too), so both are opt-in: :func:`enable_fast_path` is called by the CIL stage entry points
+(processes that never compile), and until then :func:`adamw` returns ``torch.optim.AdamW`` itself.
+Importing this module changes nothing. If a future torch changes either wrapper, the functions below
+fall back to torch's behaviour (slower start-up, same results).
 """
 
 from __future__ import annotations
@@ -46,13 +47,24 @@ _ADAM_STEP = _plain_adam_step()
 class AdamW(torch.optim.AdamW):
     """``torch.optim.AdamW`` whose ``step`` does not import ``torch._dynamo`` (see the module docstring)."""
 
-    def __init__(self, *args, **kwargs):
-        run_eagerly()
-        super().__init__(*args, **kwargs)
-
     def step(self, closure=None):
         if _ADAM_STEP is None or self.defaults.get("differentiable"):
             return super().step(closure)
         # what _use_grad_for_differentiable does around the step when differentiable is False
         with torch.no_grad():
             return _ADAM_STEP(self, closure)
+
+
+_FAST = False
+
+
+def enable_fast_path() -> None:
+    """Opt this process into the dynamo-free optimiser (a stage entry point that never compiles calls it)."""
+    global _FAST
+    _FAST = True
+    run_eagerly()
+
+
+def adamw(params, **kwargs) -> torch.optim.AdamW:
+    """AdamW: the dynamo-free subclass once :func:`enable_fast_path` ran, else torch's (bit-identical steps)."""
+    return (AdamW if _FAST else torch.optim.AdamW)(params, **kwargs)

@@ -25,7 +25,6 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-import pipeline.continual.avalanche_import  # noqa: F401  (must precede the avalanche imports)
 import torch
 from avalanche.core import SupervisedPlugin
 
@@ -34,7 +33,7 @@ from pipeline.core import checkpoint as ckpt
 from pipeline.core import runtime
 from pipeline.continual.data import as_avalanche
 from pipeline.data.prepared import Prepared
-from pipeline.continual.optim import AdamW
+from pipeline.continual.optim import adamw
 from pipeline.errors import DataError
 from pipeline.models.build import model_fingerprint
 from pipeline.models.slu import SLUModel
@@ -112,7 +111,7 @@ class TaskRun:
         self.progress = pl.ProgressPlugin(self.epochs, 0, t.progress, f"{self.name} task {self.k}")
         self.resume = ResumePlugin(self)
         plugins += [self.progress, self.resume]  # resume last: teachers are copied before it loads partial weights
-        optimizer = AdamW(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)  # torch's, minus a 2 s import
+        optimizer = adamw(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
         return Seq2SeqTemplate(model=model, optimizer=optimizer, train_mb_size=t.batch_size, train_epochs=self.epochs,
                                eval_mb_size=t.eval_batch_size, device=self.device, plugins=plugins, grad_clip=t.grad_clip,
                                intent_weight=t.intent_weight, label_smoothing=t.label_smoothing,

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 
-import pipeline.continual.avalanche_import  # noqa: F401  (must precede the avalanche imports)
 import torch
 from avalanche.training.plugins import EvaluationPlugin
 from avalanche.training.templates import SupervisedTemplate

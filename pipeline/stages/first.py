@@ -16,6 +16,9 @@ import shutil
 import time
 from pathlib import Path
 
+#: end the process with os._exit once main returns (pipeline.__main__.exit_now): no interpreter teardown
+FAST_EXIT = True
+
 
 def add_arguments(parser) -> None:
     parser.add_argument("--seed", type=int, required=True)
@@ -24,6 +27,10 @@ def add_arguments(parser) -> None:
 
 
 def main(args) -> None:
+    from pipeline.continual import avalanche_import, optim
+
+    avalanche_import.fast_import()  # this process's start-up shortcuts (see the two modules)
+    optim.enable_fast_path()
     from pipeline.config import load_train
     from pipeline.data.prepared import load_prepared
     from pipeline.continual.first_task import describe, first_task_groups, write_shared

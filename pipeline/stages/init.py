@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+#: end the process with os._exit once main returns (pipeline.__main__.exit_now): no interpreter teardown
+FAST_EXIT = True
+
 
 def add_arguments(parser) -> None:
     parser.add_argument("--strategy", required=True, help="strategy name (a key of recipes:)")

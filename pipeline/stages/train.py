@@ -12,6 +12,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+#: end the process with os._exit once main returns (pipeline.__main__.exit_now): no interpreter teardown
+FAST_EXIT = True
+
 
 def add_arguments(parser) -> None:
     parser.add_argument("--strategy", required=True, help="strategy name (a key of recipes:)")
@@ -26,6 +29,10 @@ def add_arguments(parser) -> None:
 
 
 def main(args) -> None:
+    from pipeline.continual import avalanche_import, optim
+
+    avalanche_import.fast_import()  # this process's start-up shortcuts (see the two modules)
+    optim.enable_fast_path()
     from pipeline.config import load_train
     from pipeline.data.prepared import load_prepared
     from pipeline.continual.run import TaskRun
