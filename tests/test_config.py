@@ -271,3 +271,35 @@ def test_cli_bad_params_one_line_exit_2_no_work(tmp_path, params, key):
     assert len(lines) == 1 and lines[0].startswith(f"error: params: {key}: "), proc.stderr
     assert "Traceback" not in proc.stderr and proc.stdout == ""
     assert not out.exists() and not (tmp_path / "prepared.tmp").exists()
+
+
+# ----------------------------------------------------------------------------- names that become paths
+
+
+@pytest.mark.parametrize("name", ["..", ".", "../x", "a/b", "/abs", ".hidden", "a..b", "", "x" * 65, "sp ace"])
+def test_a_strategy_name_that_could_escape_models_is_refused(tmp_path, name):
+    """One name rule (pipeline.core.params.check_name) for recipes and cil.strategies, before any stage writes."""
+    recipes = {**TRAIN_OK["recipes"], name: {}}
+    msg = train_error(tmp_path, with_train(recipes=recipes, cil={**TRAIN_OK["cil"], "strategies": [name]}))
+    assert msg.startswith(("params: recipes.", "params: cil.strategies")) and "letters, digits" in msg
+
+
+def test_the_evaluate_and_train_stages_share_the_name_rule(tmp_path):
+    from pipeline.core.params import check_name
+
+    for ok in ("coconut+skd", "replay-2pct", "ewc_0.5", "A1"):
+        assert check_name(ok, "k") == ok
+    p = write(tmp_path, with_train(cil={**TRAIN_OK["cil"], "strategies": [".."]}))
+    assert subprocess_error(["evaluate", "--params", str(p), "--models-dir", str(tmp_path / "m"),
+                             "--prepared", str(tmp_path / "d"), "--out", str(tmp_path / "r")]).startswith(
+        "error: params: cil.strategies: '..'")
+    assert not any(f.name in ("m", "r") for f in tmp_path.iterdir())  # nothing written
+
+
+def subprocess_error(argv: list[str]) -> str:
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-m", "pipeline", *argv], capture_output=True, text=True)
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
+    return res.stderr.strip()

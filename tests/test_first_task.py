@@ -20,6 +20,7 @@ from test_train import TINY, kill_after_epoch
 
 from pipeline.__main__ import main as cli
 from pipeline.config import Recipe, load_train
+from pipeline.core.atomic import MARKER
 from pipeline.continual.first_task import MM_FIELDS, NO_EFFECT_ON_FIRST_TASK, first_task_groups, first_task_recipe
 
 STRATEGIES = ["finetune", "herding", "lwf", "ewc", "joint", "coconut+skd", "coconut-ntpt"]
@@ -71,7 +72,7 @@ def task0(workdir: Path, models: str, strategy: str, *extra: str) -> Path:
 def test_adopted_first_task_is_the_same_checkpoint_as_training_it_alone(workdir):
     assert cli(["first", "--seed", "0", *common(workdir, "shared")]) == 0
     first = workdir / "shared" / "first" / "s0"
-    assert sorted(p.name for p in first.iterdir()) == sorted(STRATEGIES + ["timing.json"])
+    assert sorted(p.name for p in first.iterdir()) == sorted(STRATEGIES + ["timing.json", MARKER])
     assert not (workdir / "shared" / "first" / "s0.work").exists()
     timing = json.loads((first / "timing.json").read_text())
     assert set(timing) == set(STRATEGIES) and all(v > 0 for v in timing.values())

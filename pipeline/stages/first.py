@@ -36,6 +36,7 @@ def main(args) -> None:
     from pipeline.continual.first_task import describe, first_task_groups, write_shared
     from pipeline.continual.run import TaskRun
     from pipeline.core import runtime
+    from pipeline.core.atomic import atomic_dir
     from pipeline.models.build import build_model, write_init
 
     params = load_train(args.params)
@@ -43,21 +44,22 @@ def main(args) -> None:
     out = Path(args.models) / "first" / f"s{args.seed}"
     work = out.with_name(out.name + ".work")  # outside the stage's output: DVC removes that before a run
     write_init(work / "init", params.model, prep, args.seed)  # the init stage's weights, byte for byte
-    shutil.rmtree(out, ignore_errors=True)
     timing = {}
-    for recipe, members in first_task_groups(params.recipes, params.cil.strategies):
-        t0 = time.time()
-        device = runtime.setup(params.train.device, args.seed, params.train.threads)  # per group: as in a fresh train stage
-        label = "+".join(members)
-        run = TaskRun(params, f"first@{args.seed} [{label}]", args.seed, 0, prep, work / "init", work / label, device,
-                      recipe=recipe)
-        run.train(build_model(params.model, prep))  # its .partial folder now holds the state after the last epoch
-        for name in members:
-            write_shared(run.partial, out / name)
-        shutil.rmtree(run.partial)
-        seconds = round(time.time() - t0 + run.resume.previous_seconds, 2)
-        timing.update({name: seconds for name in members})
-        loss = (run.resume.history + run.progress.history)[-1]["loss"]
-        print(f"first task of {', '.join(members)} ({describe(recipe)}): loss {loss:.3f}, {seconds:.1f} s")
-    (out / "timing.json").write_text(json.dumps(timing, indent=1))
+    with atomic_dir(out, owner="first") as tmp:
+        for recipe, members in first_task_groups(params.recipes, params.cil.strategies):
+            t0 = time.time()
+            device = runtime.setup(params.train.device, args.seed, params.train.threads)  # as in a fresh train stage
+            label = "+".join(members)
+            run = TaskRun(params, f"first@{args.seed} [{label}]", args.seed, 0, prep, work / "init", work / label,
+                          device, recipe=recipe)
+            # its .partial folder then holds the state after the last epoch; it stays in work/ until the whole
+            # stage is done, so a run killed during a later group resumes this one with no epoch left to train
+            run.train(build_model(params.model, prep))
+            for name in members:
+                write_shared(run.partial, tmp / name)
+            seconds = round(time.time() - t0 + run.resume.previous_seconds, 2)
+            timing.update({name: seconds for name in members})
+            loss = (run.resume.history + run.progress.history)[-1]["loss"]
+            print(f"first task of {', '.join(members)} ({describe(recipe)}): loss {loss:.3f}, {seconds:.1f} s")
+        (tmp / "timing.json").write_text(json.dumps(timing, indent=1))
     shutil.rmtree(work)
