@@ -23,12 +23,16 @@ STAGES: dict[str, tuple[str, str]] = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
+    """The CLI; only the ``selected`` stage's module is imported (a stage process imports what it runs and
+    nothing else, which is what dvc.yaml's deps of that stage list)."""
     parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="stage", metavar="STAGE", required=True)
     for name, (module, help_text) in STAGES.items():
         sp = sub.add_parser(name, help=help_text, description=help_text)
         sp.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+        if name != selected:
+            continue
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as exc:
@@ -68,6 +72,21 @@ def log_timing(argv: list[str], seconds: float, code: int) -> None:
             f.write(json.dumps(row) + "\n")
 
 
+def log_imports(argv: list[str]) -> None:
+    """With PIPELINE_IMPORTS_LOG=<file>, append one JSON line per stage run: the project's source files the
+    stage process has imported (tests/test_dvc.py checks that dvc.yaml's deps of each stage cover them)."""
+    import json
+    import os
+
+    path = os.environ.get("PIPELINE_IMPORTS_LOG")
+    if path:
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        files = sorted(os.path.relpath(m.__file__, root) for name, m in list(sys.modules.items())
+                       if (name == "pipeline" or name.startswith("pipeline.")) and getattr(m, "__file__", None))
+        with open(path, "a") as f:
+            f.write(json.dumps({"stage": argv[0] if argv else None, "files": files}) + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     import time
 
@@ -75,12 +94,14 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     code = run(argv)
     log_timing(argv, time.time() - t0, code)
+    log_imports(argv)
     return code
 
 
 def run(argv: list[str]) -> int:
     quiet_known_warnings()
-    args = build_parser().parse_args(argv)
+    selected = next((a for a in argv if not a.startswith("-")), None)
+    args = build_parser(selected).parse_args(argv)
     if not hasattr(args, "_main"):
         print(f"error: stage {args.stage!r} is not available in this version", file=sys.stderr)
         return 2

@@ -178,9 +178,10 @@ def load_prepare(path: str | Path = "params.yaml") -> PrepareParams:
 
 @dataclass
 class ModelConfig:
-    """The seq2seq SLU model: conv subsampling + Transformer encoder, Transformer decoder, projection heads."""
+    """The seq2seq SLU model: a front end (frame stacking by default) and a speech encoder (a bidirectional
+    GRU by default; see :mod:`pipeline.models.encoder`), a Transformer decoder, projection heads."""
 
-    encoder: Literal["gru", "conv", "transformer"] = "gru"  # see pipeline.models.encoder
+    encoder: Literal["gru", "conv", "transformer"] = "gru"  # bidirectional GRU; see pipeline.models.encoder
     utterance_norm: bool = True  # subtract each utterance's mean feature vector (gain / channel invariance)
     spec_augment: bool = False  # frequency and time masking while training (slower to converge)
     d_model: int = 96

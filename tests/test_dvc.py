@@ -8,6 +8,7 @@ pipeline compare` turns `dvc exp show --json` into one table.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -29,8 +30,8 @@ TINY = {
 }
 
 
-def run(cmd: list[str], cwd: Path) -> str:
-    res = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+def run(cmd: list[str], cwd: Path, env: dict | None = None) -> str:
+    res = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env)
     assert res.returncode == 0, f"{' '.join(cmd)} failed:\n{res.stdout[-2000:]}\n{res.stderr[-2000:]}"
     return res.stdout
 
@@ -60,7 +61,8 @@ def repo(tmp_path_factory) -> Path:
 
 
 def test_repro_then_nothing_to_do_then_metrics(repo):
-    out = run(["dvc", "repro"], repo)
+    # every stage process logs the project files it imported (test_stage_deps_cover_the_modules_each_stage_imports)
+    out = run(["dvc", "repro"], repo, env=dict(os.environ, PIPELINE_IMPORTS_LOG=str(repo.parent / "imports.jsonl")))
     for stage in ("prepare", "init@finetune-0", "first@0", "train@replay-0-task1", "evaluate"):
         assert f"Running stage '{stage}'" in out
     # a second run does nothing, and the workspace matches dvc.lock
@@ -113,3 +115,35 @@ def test_queued_experiments_end_in_one_comparison_table(repo):
     assert "recipes.replay.buffer_size" in table
     rows = json.loads((repo / "reports/compare-queue/compare.json").read_text())
     assert rows  # one table across the experiments
+
+
+# dispatch only (argument parsing, exit codes, the timing and import logs): no stage output depends on them
+NOT_A_DEP = {"pipeline/__init__.py", "pipeline/__main__.py"}
+
+
+def covered(path: str, deps: list[str]) -> bool:
+    return any(path == d or path.startswith(d.rstrip("/") + "/") for d in deps)
+
+
+def test_stage_deps_cover_the_modules_each_stage_imports(repo):
+    """dvc.yaml's deps of each stage list every project module its process imports (else `dvc repro` reports
+    "up to date" with stale outputs after an edit), and nothing under pipeline/ that it never imports."""
+    log = repo.parent / "imports.jsonl"
+    assert log.is_file(), "test_repro_then_nothing_to_do_then_metrics writes it"
+    imported: dict[str, set[str]] = {}
+    for line in log.read_text().splitlines():
+        row = json.loads(line)
+        imported.setdefault(row["stage"], set()).update(row["files"])
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    assert set(imported) == set(stages), "every stage ran and logged its imports"
+    # other tracks' params modules are imported only to know which top-level sections exist (core.params)
+    from pipeline.core.params import section_modules
+
+    discovery = {m.replace(".", "/") + ".py" for m in section_modules()[1:]}
+    discovery |= {str(Path(f).parent / "__init__.py") for f in discovery}
+    for name, files in sorted(imported.items()):
+        deps = [d for d in stages[name]["deps"] if d.startswith("pipeline")]
+        missing = sorted(f for f in files - NOT_A_DEP - discovery if not covered(f, deps))
+        assert not missing, f"dvc.yaml: stage {name} imports {missing} but does not depend on them"
+        unused = [d for d in deps if not any(covered(f, [d]) for f in files)]
+        assert not unused, f"dvc.yaml: stage {name} depends on {unused} but never imports them"

@@ -1,9 +1,10 @@
 """Strict typed params: dataclasses parsed from params.yaml, one registry of top-level sections.
 
 Each track declares its sections where it lives (``register_section("cwcl", CwclConfig)`` in a module
-named ``params`` of its package, or in :mod:`pipeline.config` for the prepare and class-incremental
-sections); :func:`known_sections` imports those modules, so adding a track never means editing a closed
-list here. Parsing is strict: an unknown key, a wrong type or an impossible value raises
+``params.py`` of its package, or in :mod:`pipeline.config` for the prepare and class-incremental
+sections); :func:`known_sections` imports those modules (and nothing else), so adding a track never means
+editing a closed list here. Keep a track's ``params.py`` and its package ``__init__`` light: every stage
+imports them to know which top-level sections exist. Parsing is strict: an unknown key, a wrong type or an impossible value raises
 :class:`ParamsError` naming the dotted key and what is allowed, before any work starts.
 
 Also here: the one ``seeds`` rule and the one rule for names that become paths (strategies, runs).
@@ -13,8 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import importlib.util
-import pkgutil
 import re
 import types
 import typing
@@ -153,14 +152,20 @@ def register_section(name: str, schema: Any) -> None:
     _SECTIONS[name] = schema
 
 
-def _discover() -> None:
-    """Import every module that declares sections: pipeline.config and ``pipeline.<package>.params``."""
+def section_modules() -> list[str]:
+    """The modules that declare sections: pipeline.config and every ``pipeline/<package>/params.py`` on disk
+    (found by file, so discovering them imports no other package)."""
     import pipeline
 
-    importlib.import_module("pipeline.config")
-    for info in pkgutil.iter_modules(pipeline.__path__):
-        if info.ispkg and importlib.util.find_spec(f"pipeline.{info.name}.params") is not None:
-            importlib.import_module(f"pipeline.{info.name}.params")
+    root = Path(pipeline.__path__[0])
+    tracks = sorted(p.parent.name for p in root.glob("*/params.py")
+                    if p.parent.name != "core" and (p.parent / "__init__.py").is_file())
+    return ["pipeline.config", *(f"pipeline.{name}.params" for name in tracks)]
+
+
+def _discover() -> None:
+    for name in section_modules():
+        importlib.import_module(name)
 
 
 def known_sections() -> dict[str, Any]:

@@ -1,8 +1,10 @@
 """Speech encoder trained from scratch on log-Mel filterbanks.
 
-Convolutional subsampling (one to three stride-2 convolutions: 2x, 4x or 8x fewer frames) followed by a
-pre-norm Transformer encoder with sinusoidal positions, the small from-scratch design of the FSC
-SLU literature. Padded frames are masked in attention and in pooling.
+A front end that shortens time 2x, 4x or 8x (``model.front``: ``stack``, the default, puts consecutive
+frames side by side and projects them; ``conv``: stride-2 1-D convolutions), then the encoder layers
+(``model.encoder``: ``gru``, the default, a bidirectional GRU, which learns fastest on small corpora;
+``conv``, ConvNeXt-style 1-D blocks; ``transformer``, pre-norm self-attention with sinusoidal
+positions). Padded frames are zero before the front end and masked in attention and pooling.
 """
 
 from __future__ import annotations
