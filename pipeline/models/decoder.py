@@ -28,8 +28,8 @@ class TokenDecoder(nn.Module):
 
     The output projection is tied to the token embedding: the same vectors represent a token as
     input and as prediction, and they are what the text projection head pools (COCONUT's text
-    embedding comes from the decoder's token-embedding layer: Cappellazzo et al., "Continual contrastive spoken
-    language understanding", ACL Findings 2024, section 3).
+    embedding comes from the decoder's token-embedding layer, as in Cappellazzo et al., "Continual
+    contrastive spoken language understanding").
     """
 
     def __init__(self, vocab: int, d_model: int, layers: int, heads: int, ff: int, dropout: float, pad_id: int):
