@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 
 from pipeline.errors import DataError
-from pipeline.report import metrics as M
+from pipeline.report import aggregate as AG
+from pipeline.report import cil_metrics as CM
+from pipeline.report import rows as RW
 
 NAN = float("nan")
 
@@ -54,39 +56,39 @@ CASES = [
 
 @pytest.mark.parametrize("R, f_pt, F, b_pt, B", CASES)
 def test_forgetting_and_bwt_hand_computed(R, f_pt, F, b_pt, B):
-    np.testing.assert_allclose(M.forgetting_per_task(R), f_pt, atol=1e-12)
-    assert M.average_forgetting(R) == pytest.approx(F, abs=1e-12)
-    np.testing.assert_allclose(M.bwt_per_task(R), b_pt, atol=1e-12)
-    assert M.backward_transfer(R) == pytest.approx(B, abs=1e-12)
-    np.testing.assert_allclose(M.final_task_accuracies(R), R[-1], atol=0)
+    np.testing.assert_allclose(CM.forgetting_per_task(R), f_pt, atol=1e-12)
+    assert CM.average_forgetting(R) == pytest.approx(F, abs=1e-12)
+    np.testing.assert_allclose(CM.bwt_per_task(R), b_pt, atol=1e-12)
+    assert CM.backward_transfer(R) == pytest.approx(B, abs=1e-12)
+    np.testing.assert_allclose(CM.final_task_accuracies(R), R[-1], atol=0)
 
 
 def test_average_and_last_accuracy_use_sample_weighted_acc_seen():
     # R1 with 200/100/100 test samples: A_0 = .9 ; A_1 = (200*.6 + 100*.8)/300 = 2/3 ;
     # A_2 = (200*.5 + 100*.7 + 100*.95)/400 = .6625 ; AvgAcc = (.9 + 2/3 + .6625)/3 = .743056 ; Last = .6625
     acc_seen = [0.9, 2 / 3, 0.6625]
-    assert M.average_accuracy(acc_seen) == pytest.approx((0.9 + 2 / 3 + 0.6625) / 3)
-    assert M.average_accuracy(acc_seen) == pytest.approx(0.7430555, abs=1e-6)
-    assert M.last_accuracy(acc_seen) == 0.6625
+    assert CM.average_accuracy(acc_seen) == pytest.approx((0.9 + 2 / 3 + 0.6625) / 3)
+    assert CM.average_accuracy(acc_seen) == pytest.approx(0.7430555, abs=1e-6)
+    assert CM.last_accuracy(acc_seen) == 0.6625
     # the unweighted mean of the last row would be .7167: the weighting matters
-    assert M.last_accuracy(acc_seen) != pytest.approx(np.nanmean(R1[-1]))
+    assert CM.last_accuracy(acc_seen) != pytest.approx(np.nanmean(R1[-1]))
 
 
 def test_single_task_has_no_forgetting_or_bwt():
     R = lower([[0.8]])
-    assert M.forgetting_per_task(R).shape == (0,)
-    assert M.average_forgetting(R) is None
-    assert M.backward_transfer(R) is None
-    assert M.average_accuracy([0.8]) == M.last_accuracy([0.8]) == 0.8
+    assert CM.forgetting_per_task(R).shape == (0,)
+    assert CM.average_forgetting(R) is None
+    assert CM.backward_transfer(R) is None
+    assert CM.average_accuracy([0.8]) == CM.last_accuracy([0.8]) == 0.8
 
 
 def test_matrix_checks_reject_holes_and_non_square():
     with pytest.raises(ValueError):
-        M.forgetting_per_task(np.full((2, 3), 0.5))
+        CM.forgetting_per_task(np.full((2, 3), 0.5))
     bad = R1.copy()
     bad[2, 1] = NAN
     with pytest.raises(ValueError):
-        M.backward_transfer(bad)
+        CM.backward_transfer(bad)
 
 
 def _avalanche_forgetting_and_bwt(R: np.ndarray):
@@ -119,9 +121,9 @@ def test_agrees_with_avalanche_definitions(R, f_pt, F, b_pt, B):
     av_f, av_b = _avalanche_forgetting_and_bwt(R)
     T = R.shape[0]
     assert sorted(av_b) == list(range(T - 1))  # the last task has no "last" value: excluded, as in ours
-    np.testing.assert_allclose([av_b[j] for j in range(T - 1)], M.bwt_per_task(R), atol=1e-12)
-    assert np.mean(list(av_b.values())) == pytest.approx(M.backward_transfer(R), abs=1e-12)
-    ours = M.forgetting_per_task(R)
+    np.testing.assert_allclose([av_b[j] for j in range(T - 1)], CM.bwt_per_task(R), atol=1e-12)
+    assert np.mean(list(av_b.values())) == pytest.approx(CM.backward_transfer(R), abs=1e-12)
+    ours = CM.forgetting_per_task(R)
     theirs = np.array([av_f[j] for j in range(T - 1)])
     assert np.all(ours >= theirs - 1e-12)
     col_max_on_diag = all(R[j, j] >= np.nanmax(R[j : T - 1, j]) for j in range(T - 1))
@@ -131,12 +133,12 @@ def test_agrees_with_avalanche_definitions(R, f_pt, F, b_pt, B):
 # ----------------------------------------------------------------------------- seeds
 
 
-def _run(seed: int, R: np.ndarray, acc_seen, wer=0.1, buffer=10, secs=(1.0, 2.0, 3.0)) -> M.RunResult:
-    return M.RunResult(
+def _run(seed: int, R: np.ndarray, acc_seen, wer=0.1, buffer=10, secs=(1.0, 2.0, 3.0)) -> AG.RunResult:
+    return AG.RunResult(
         strategy="s", seed=seed, R=R, acc_seen=np.asarray(acc_seen, float),
-        avg_acc=M.average_accuracy(acc_seen), last_acc=M.last_accuracy(acc_seen),
-        forgetting=M.average_forgetting(R), bwt=M.backward_transfer(R),
-        forgetting_per_task=M.forgetting_per_task(R), final_per_task=M.final_task_accuracies(R),
+        avg_acc=CM.average_accuracy(acc_seen), last_acc=CM.last_accuracy(acc_seen),
+        forgetting=CM.average_forgetting(R), bwt=CM.backward_transfer(R),
+        forgetting_per_task=CM.forgetting_per_task(R), final_per_task=CM.final_task_accuracies(R),
         final_per_class={"a": 0.5 + 0.1 * seed}, wer_last=wer, train_seconds=float(sum(secs)), buffer_size=buffer,
     )  # fmt: skip
 
@@ -146,7 +148,7 @@ def test_seed_aggregation_mean_and_sample_std():
     # (the population std would be .0816). Forgetting R1 -> .25, R2 -> .3, R3 -> -.075: mean .158333,
     # sample std of (.25, .3, -.075): deviations .091667, .141667, -.233333 -> var (.008403+.020069+.054444)/2
     runs = [_run(0, R1, [0.9, 0.7, 0.5]), _run(1, R2, [0.8, 0.7, 0.6]), _run(2, R3, [0.7, 0.7, 0.7])]
-    s = M.summarize(runs, [["a"], ["b"], ["c"]])
+    s = AG.summarize(runs, [["a"], ["b"], ["c"]])
     assert s.last_acc == pytest.approx((0.6, 0.1))
     assert s.forgetting[0] == pytest.approx(0.475 / 3)
     assert s.forgetting[1] == pytest.approx(math.sqrt((0.008403 + 0.020069 + 0.054444) / 2), abs=1e-4)
@@ -160,7 +162,7 @@ def test_seed_aggregation_mean_and_sample_std():
     assert s.train_seconds == 6.0  # per-run total 1+2+3, mean over seeds
     assert s.final_per_class["a"] == pytest.approx(0.6)
 
-    out = M.metrics_json({"s": s})["s"]
+    out = AG.metrics_json({"s": s})["s"]
     assert set(out) == {
         "avg_acc", "last_acc", "forgetting", "bwt", "avg_acc_std", "last_acc_std", "forgetting_std", "bwt_std",
         "wer_last", "train_seconds", "buffer_size", "n_seeds",
@@ -169,21 +171,21 @@ def test_seed_aggregation_mean_and_sample_std():
 
 
 def test_single_seed_has_no_std_keys_and_missing_wer_is_null():
-    s = M.summarize([_run(4, R2, [0.7, 0.85, 0.6667], wer=None)], [["a"], ["b"], ["c"]])
+    s = AG.summarize([_run(4, R2, [0.7, 0.85, 0.6667], wer=None)], [["a"], ["b"], ["c"]])
     assert s.avg_acc[1] is None and s.acc_seen_std is None
-    out = M.metrics_json({"x": s})["x"]
+    out = AG.metrics_json({"x": s})["x"]
     assert not any(k.endswith("_std") for k in out)
     assert out["wer_last"] is None and out["n_seeds"] == 1
     assert out["forgetting"] == pytest.approx(0.3) and out["bwt"] == pytest.approx(-0.2)
     # one seed with WER and one without: no partial mean
-    s2 = M.summarize([_run(0, R1, [0.9, 0.7, 0.7], wer=0.2), _run(1, R1, [0.9, 0.7, 0.7], wer=None)], [["a"], ["b"], ["c"]])
+    s2 = AG.summarize([_run(0, R1, [0.9, 0.7, 0.7], wer=0.2), _run(1, R1, [0.9, 0.7, 0.7], wer=None)], [["a"], ["b"], ["c"]])
     assert s2.wer_last is None
 
 
 def test_mean_std_helper():
-    assert M.mean_std([0.2]) == (0.2, None)
-    assert M.mean_std([0.2, None]) == (None, None)
-    m, sd = M.mean_std([1.0, 2.0, 4.0])
+    assert AG.mean_std([0.2]) == (0.2, None)
+    assert AG.mean_std([0.2, None]) == (None, None)
+    m, sd = AG.mean_std([1.0, 2.0, 4.0])
     assert m == pytest.approx(7 / 3) and sd == pytest.approx(np.std([1, 2, 4], ddof=1))
 
 
@@ -204,7 +206,7 @@ def good_row(strategy="coconut", seed=0, task=2) -> dict:
 
 
 def write(tmp_path, data, strategy="coconut", seed=0, task=2, raw=None):
-    p = M.eval_json_path(tmp_path / "models", strategy, seed, task)
+    p = RW.eval_json_path(tmp_path / "models", strategy, seed, task)
     p.parent.mkdir(parents=True, exist_ok=True)
     p.write_text(raw if raw is not None else json.dumps(data))
     return p
@@ -212,7 +214,7 @@ def write(tmp_path, data, strategy="coconut", seed=0, task=2, raw=None):
 
 def test_good_row_loads(tmp_path):
     p = write(tmp_path, good_row())
-    row = M.load_row(p, strategy="coconut", seed=0, task=2, n_tasks=3)
+    row = RW.load_row(p, strategy="coconut", seed=0, task=2, n_tasks=3)
     # acc_seen = (40*.5 + 20*.75 + 20*1)/80 = .6875
     assert row.acc_seen == pytest.approx(0.6875) and row.acc_per_task == [0.5, 0.75, 1.0]
 
@@ -265,7 +267,7 @@ def test_malformed_row_names_file_and_stage(tmp_path, case):
     mutate, expected = MALFORMED[case]
     p = write(tmp_path, mutate(good_row()))
     with pytest.raises(DataError) as err:
-        M.load_row(p, strategy="coconut", seed=0, task=2, n_tasks=3)
+        RW.load_row(p, strategy="coconut", seed=0, task=2, n_tasks=3)
     msg = str(err.value)
     assert expected in msg
     assert str(p) in msg and "train@coconut-0-task2" in msg
@@ -275,20 +277,20 @@ def test_malformed_row_names_file_and_stage(tmp_path, case):
 def test_bad_json_and_missing_file(tmp_path):
     p = write(tmp_path, None, raw='{"strategy": "coconut", ')
     with pytest.raises(DataError, match=r"not valid JSON .*train@coconut-0-task2"):
-        M.load_row(p, strategy="coconut", seed=0, task=2, n_tasks=3)
-    missing = M.eval_json_path(tmp_path / "models", "lwf", 1, 0)
+        RW.load_row(p, strategy="coconut", seed=0, task=2, n_tasks=3)
+    missing = RW.eval_json_path(tmp_path / "models", "lwf", 1, 0)
     with pytest.raises(DataError) as err:
-        M.load_row(missing, strategy="lwf", seed=1, task=0, n_tasks=3)
+        RW.load_row(missing, strategy="lwf", seed=1, task=0, n_tasks=3)
     assert str(missing) in str(err.value) and "dvc repro train@lwf-1-task0" in str(err.value)
 
 
 def test_stage_name_is_spelled_in_one_place(tmp_path, monkeypatch):
-    assert M.train_stage_name("coconut+skd", 2, 5) == "train@coconut+skd-2-task5"
-    assert M.eval_json_path("models", "coconut+skd", 2, 5).as_posix() == "models/coconut+skd/s2/task5/eval.json"
-    monkeypatch.setattr(M, "train_stage_name", lambda s, seed, k: f"TRAIN[{s}/{seed}/{k}]")
+    assert RW.train_stage_name("coconut+skd", 2, 5) == "train@coconut+skd-2-task5"
+    assert RW.eval_json_path("models", "coconut+skd", 2, 5).as_posix() == "models/coconut+skd/s2/task5/eval.json"
+    monkeypatch.setattr(RW, "train_stage_name", lambda s, seed, k: f"TRAIN[{s}/{seed}/{k}]")
     p = write(tmp_path, _set("task", 0)(good_row()))
     with pytest.raises(DataError, match=r"TRAIN\[coconut/0/2\]"):
-        M.load_row(p, strategy="coconut", seed=0, task=2, n_tasks=3)
+        RW.load_row(p, strategy="coconut", seed=0, task=2, n_tasks=3)
 
 
 def test_load_run_rejects_mixed_splits(tmp_path):
@@ -299,14 +301,14 @@ def test_load_run_rejects_mixed_splits(tmp_path):
             d["acc_per_class"] = {}
         write(tmp_path, d, task=k)
     with pytest.raises(DataError, match=r"task2/eval.json: task_classes differ from those in .*task0/eval.json"):
-        M.load_run(tmp_path / "models", "coconut", 0, 3)
+        RW.load_run(tmp_path / "models", "coconut", 0, 3)
 
 
 def test_load_run_then_compute(tmp_path):
     for k in range(3):
         write(tmp_path, good_row(task=k), task=k)
-    rows = M.load_run(tmp_path / "models", "coconut", 0, 3)
-    r = M.run_result(rows)
+    rows = RW.load_run(tmp_path / "models", "coconut", 0, 3)
+    r = AG.run_result(rows)
     # R = [[.5], [.5, .75], [.5, .75, 1]]: no accuracy changes after a task is learned -> F = 0, BWT = 0
     # A = [.5, (40*.5+20*.75)/60 = .583333, .6875]; AvgAcc = (.5 + .583333 + .6875)/3 = .590278
     assert r.forgetting == pytest.approx(0.0) and r.bwt == pytest.approx(0.0)
@@ -320,12 +322,12 @@ def test_shared_first_task_adds_stage_first_timing(tmp_path):
         write(tmp_path, {**good_row(task=k), "shared_first_task": k == 0}, task=k)
     first = tmp_path / "models" / "first" / "s0"
     with pytest.raises(DataError, match=r"task0/eval.json: task 0 was adopted from stage first@0, .*no time for 'coconut'"):
-        M.load_run(tmp_path / "models", "coconut", 0, 3)
+        RW.load_run(tmp_path / "models", "coconut", 0, 3)
     first.mkdir(parents=True)
     (first / "timing.json").write_text(json.dumps({"coconut": 30.0, "replay": 7.0}))
-    rows = M.load_run(tmp_path / "models", "coconut", 0, 3)
+    rows = RW.load_run(tmp_path / "models", "coconut", 0, 3)
     assert [r.train_seconds for r in rows] == [31.5, 1.5, 1.5]
-    assert M.run_result(rows).train_seconds == pytest.approx(34.5)
+    assert AG.run_result(rows).train_seconds == pytest.approx(34.5)
     (first / "timing.json").write_text(json.dumps({"coconut": "slow"}))
     with pytest.raises(DataError, match=r"timing.json: expected an object"):
-        M.load_run(tmp_path / "models", "coconut", 0, 3)
+        RW.load_run(tmp_path / "models", "coconut", 0, 3)

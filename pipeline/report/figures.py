@@ -16,7 +16,7 @@ from typing import Optional
 
 import numpy as np
 
-from pipeline.report.metrics import StrategySummary
+from pipeline.report.aggregate import StrategySummary
 
 # Okabe-Ito colours (distinguishable with the common colour-vision deficiencies), then tab10 extras.
 PALETTE = [

@@ -26,7 +26,7 @@ from typing import Any, Optional
 import numpy as np
 
 from pipeline.report.figures import Figure
-from pipeline.report.metrics import StrategySummary
+from pipeline.report.aggregate import StrategySummary
 
 # ----------------------------------------------------------------------------- table model
 

@@ -75,7 +75,7 @@ def run_dvc_exp_show(all_commits: bool = False) -> list[dict[str, Any]]:
 
 
 def read_exp_show(path: str | Path) -> list[dict[str, Any]]:
-    from pipeline.report.metrics import load_json
+    from pipeline.report.rows import load_json
 
     path = Path(path)
     data = load_json(path, missing_hint=f"write it with: dvc exp show --json > {path}")

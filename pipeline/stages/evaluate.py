@@ -5,14 +5,14 @@ seed in ``seeds`` and every task k < T = len(cil.tasks), plus ``data/prepared/ta
 and writes under ``--out`` (default ``reports/cil``):
 
 - ``metrics.json``: ``{strategy: {avg_acc, last_acc, forgetting, bwt, [*_std], wer_last, train_seconds,
-  buffer_size, n_seeds}}`` (DVC metrics; see :func:`pipeline.report.metrics.metrics_json`);
+  buffer_size, n_seeds}}`` (DVC metrics; see :func:`pipeline.report.aggregate.metrics_json`);
 - ``plots/acc_vs_tasks.json`` and ``plots/forgetting_per_task.json`` (DVC plots data);
 - ``details.json``: the mean accuracy matrix, curves and per-run values of every strategy;
 - ``figures/*.png``, ``report.md`` and ``report.html`` (self-contained).
 
 Everything is written into a temporary sibling folder that replaces ``--out`` only once complete, so a
-failure never leaves a report that looks finished. The metric definitions and the seed aggregation are
-documented in :mod:`pipeline.report.metrics`.
+failure never leaves a report that looks finished. The metric definitions are documented in
+:mod:`pipeline.report.cil_metrics`, the seed aggregation in :mod:`pipeline.report.aggregate`.
 
 params.yaml section ``evaluate`` (all optional)::
 
@@ -110,7 +110,7 @@ def read_params(path: str | Path) -> EvalParams:
 def read_tasks(prepared: str | Path, n_tasks: int) -> dict[str, Any]:
     """``tasks.json`` of the prepare stage, checked to have as many tasks as ``cil.tasks``."""
     path = Path(prepared) / "tasks.json"
-    from pipeline.report.metrics import load_json
+    from pipeline.report.rows import load_json
 
     info = load_json(path, missing_hint="run DVC stage prepare: dvc repro prepare", origin="file written by DVC stage prepare")
     if not isinstance(info, dict) or not isinstance(info.get("task_names"), list):
@@ -128,7 +128,7 @@ def read_tasks(prepared: str | Path, n_tasks: int) -> dict[str, Any]:
 
 def build_rows(args: argparse.Namespace, p: EvalParams, tasks_info: dict[str, Any]):
     """Load and validate every eval.json; the runs must use the split in tasks.json."""
-    from pipeline.report.metrics import load_all
+    from pipeline.report.rows import load_all
 
     rows = load_all(args.models_dir, p.strategies, p.seeds, p.n_tasks)
     want = tasks_info["task_names"]
@@ -186,12 +186,12 @@ def atomic_directory(out: str | Path) -> Iterator[Path]:
 
 def write_data(tmp: Path, summaries) -> None:
     """metrics.json, the two plot files and details.json."""
-    from pipeline.report import metrics as M
+    from pipeline.report.aggregate import acc_vs_tasks_rows, forgetting_rows, metrics_json
 
     (tmp / "plots").mkdir()
-    _dump(tmp / "metrics.json", M.metrics_json(summaries))
-    _dump(tmp / "plots" / "acc_vs_tasks.json", M.acc_vs_tasks_rows(summaries))
-    _dump(tmp / "plots" / "forgetting_per_task.json", M.forgetting_rows(summaries))
+    _dump(tmp / "metrics.json", metrics_json(summaries))
+    _dump(tmp / "plots" / "acc_vs_tasks.json", acc_vs_tasks_rows(summaries))
+    _dump(tmp / "plots" / "forgetting_per_task.json", forgetting_rows(summaries))
     _dump(tmp / "details.json", details_json(summaries))
 
 
@@ -247,7 +247,7 @@ def _dump(path: Path, obj: Any) -> None:
 
 
 def main(args: argparse.Namespace) -> None:
-    from pipeline.report.metrics import compute
+    from pipeline.report.aggregate import compute
 
     p = read_params(args.params)
     tasks_info = read_tasks(args.prepared, p.n_tasks)
