@@ -95,7 +95,7 @@ def test_outputs_exist(report):
                  "figures/accuracy_matrix_coconut+skd.png", "figures/accuracy_matrix_joint.png"]:  # fmt: skip
         assert (out / name).is_file(), name
     assert len(list((out / "figures").glob("*.png"))) == 2 + len(PROFILES)
-    assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]  # no temp folder left behind
+    assert sorted(p.name for p in out.parent.iterdir()) == ["cil"]  # no temporary or old folder left behind
 
 
 def test_metrics_json_shape_and_values(report):
@@ -214,13 +214,24 @@ def test_failure_while_writing_keeps_previous_report_and_cleans_up(tmp_path, mon
     assert sorted(p.name for p in out.parent.iterdir()) == ["cil"]  # temp folder removed
 
 
-def test_refuses_to_replace_unrelated_folder(tmp_path):
+def test_refuses_to_replace_unrelated_folder(tmp_path, capsys):
+    """A mistyped --out that holds foreign files: one line, no traceback, nothing written or removed."""
+    from pipeline.__main__ import main
+
     make_tree(tmp_path, ["finetune"], [0], 2)
-    (tmp_path / "reports" / "cil").mkdir(parents=True)
-    (tmp_path / "reports" / "cil" / "thesis.tex").write_text("precious")
-    with pytest.raises(UserError, match="not a report folder .*'thesis.tex'"):
+    out = tmp_path / "reports" / "cil"
+    out.mkdir(parents=True)
+    (out / "thesis.tex").write_text("precious")
+    with pytest.raises(UserError, match=r"reports/cil: exists and is not an output of evaluate .*'thesis.tex'"):
         evaluate.main(eval_args(tmp_path))
-    assert (tmp_path / "reports" / "cil" / "thesis.tex").read_text() == "precious"
+    argv = ["evaluate", "--params", str(tmp_path / "params.yaml"), "--models-dir", str(tmp_path / "models"),
+            "--prepared", str(tmp_path / "data" / "prepared"), "--out", str(out)]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "'thesis.tex'" in err and err.count("\n") == 1 and "Traceback" not in err
+    assert sorted(p.name for p in out.iterdir()) == ["thesis.tex"]
+    assert (out / "thesis.tex").read_text() == "precious"
+    assert sorted(p.name for p in out.parent.iterdir()) == ["cil"]  # no temporary folder either
 
 
 def test_replaces_what_dvc_left_and_keeps_its_gitignores(tmp_path):
@@ -250,17 +261,23 @@ def test_tasks_json_must_match_params(tmp_path):
 @pytest.mark.parametrize(
     "edit, message",
     [
-        (lambda p: p.update(seeds=[]), "params: seeds: expected a non-empty list of distinct integers"),
+        (lambda p: p.update(seeds=[]), "params: seeds: list one or more distinct integers >= 0"),
         (lambda p: p.update(seeds=[0, 0]), "params: seeds:"),
         (lambda p: p.update(seeds="0"), "params: seeds:"),
+        (lambda p: p.update(seeds=[-1]), "params: seeds: list one or more distinct integers >= 0"),
         (lambda p: p["cil"].update(strategies=[]), "params: cil.strategies:"),
         (lambda p: p["cil"].update(strategies=["a", "a"]), "params: cil.strategies:"),
-        (lambda p: p["cil"].update(strategies=["a/b"]), "params: cil.strategies: 'a/b' is not a valid name"),
+        (lambda p: p["cil"].update(strategies=["a/b"]), "params: cil.strategies: 'a/b': use letters, digits"),
+        (lambda p: p["cil"].update(strategies=[".."]), "params: cil.strategies: '..': use letters, digits"),
         (lambda p: p["cil"].pop("tasks"), "params: cil.tasks:"),
         (lambda p: p["cil"]["tasks"].pop(0), "params: cil.tasks[0]: expected {k: 0, prev: init}"),
         (lambda p: p.update(cil=[1]), "params: cil: expected a mapping"),
         (lambda p: p.update(evaluate={"colour": "red"}), "params: evaluate.colour: unknown key"),
         (lambda p: p.update(evaluate={"dpi": 5}), "params: evaluate.dpi:"),
+        (lambda p: p.update(evaluate={"dpi": True}), "params: evaluate.dpi:"),
+        (lambda p: p.update(evaluate={"upper_bound": 3}), "params: evaluate.upper_bound:"),
+        (lambda p: p.update(evaluate={"title": " "}), "params: evaluate.title:"),
+        (lambda p: p.update(evaluate=[1]), "params: evaluate: expected a mapping"),
     ],
 )
 def test_params_errors(tmp_path, edit, message):

@@ -10,11 +10,13 @@ and writes under ``--out`` (default ``reports/cil``):
 - ``details.json``: the mean accuracy matrix, curves and per-run values of every strategy;
 - ``figures/*.png``, ``report.md`` and ``report.html`` (self-contained).
 
-Everything is written into a temporary sibling folder that replaces ``--out`` only once complete, so a
-failure never leaves a report that looks finished. The metric definitions are documented in
-:mod:`pipeline.report.cil_metrics`, the seed aggregation in :mod:`pipeline.report.aggregate`.
+Everything is written through :func:`pipeline.core.atomic.atomic_dir` (owner ``evaluate``): into
+``<out>.tmp``, which replaces ``--out`` only once complete, so a failure never leaves a report that looks
+finished, and a ``--out`` that holds anything else than an earlier report is refused. The metric
+definitions are documented in :mod:`pipeline.report.cil_metrics`, the seed aggregation in
+:mod:`pipeline.report.aggregate`.
 
-params.yaml section ``evaluate`` (all optional)::
+params.yaml section ``evaluate`` (all optional; :class:`pipeline.config.EvaluateConfig`)::
 
     evaluate:
       upper_bound: joint   # strategy drawn dashed and left out of the "best" marks (null: none)
@@ -26,19 +28,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import re
-import shutil
-import tempfile
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Optional
 
-from pipeline.errors import DataError, ParamsError, UserError
-
-STRATEGY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
-EVALUATE_DEFAULTS: dict[str, Any] = {"upper_bound": "joint", "dpi": 120, "title": "Class-incremental learning report"}
+from pipeline.errors import DataError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -66,44 +60,24 @@ class EvalParams:
 def read_params(path: str | Path) -> EvalParams:
     """Read and check ``seeds``, ``cil.strategies``, ``cil.tasks`` and the ``evaluate`` section.
 
-    ``cil`` goes through :class:`pipeline.config.CilConfig` and ``seeds`` defaults to ``[0]``, exactly as
-    for the train stages (:func:`pipeline.config.load_train`), so both read the same runs.
+    Every section goes through the shared core (:mod:`pipeline.core.params`): ``seeds`` by its one rule
+    (default ``[0]``), ``cil`` by :class:`pipeline.config.CilConfig` (whose strategy names pass
+    :func:`~pipeline.core.params.check_name`), ``evaluate`` by :class:`pipeline.config.EvaluateConfig`,
+    exactly as for the train stages, so both read the same runs.
     """
-    from pipeline.config import CilConfig, read_yaml, section
+    from pipeline.config import CilConfig, EvaluateConfig
+    from pipeline.core.params import parse_seeds, read_yaml, section
 
     raw = read_yaml(path)
-    seeds = raw.get("seeds", [0])
-    if not (isinstance(seeds, list) and seeds and all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)
-            and len(set(seeds)) == len(seeds)):  # fmt: skip
-        raise ParamsError(f"params: seeds: expected a non-empty list of distinct integers, got {seeds!r}")
-    if "cil" in raw and not isinstance(raw["cil"], dict):
-        raise ParamsError(f"params: cil: expected a mapping with strategies and tasks, got {raw['cil']!r}")
+    seeds = parse_seeds(raw)
     cil = section(raw, CilConfig, "cil")
+    ev = section(raw, EvaluateConfig, "evaluate")
     strategies = list(cil.strategies)
-    for s in strategies:
-        if not STRATEGY_NAME.match(s):
-            raise ParamsError(f"params: cil.strategies: {s!r} is not a valid name (letters, digits, _ . + - only)")
-    tasks = cil.tasks
-
-    ev = raw.get("evaluate") or {}
-    if not isinstance(ev, dict):
-        raise ParamsError(f"params: evaluate: expected a mapping, got {ev!r}")
-    unknown = sorted(set(ev) - set(EVALUATE_DEFAULTS))
-    if unknown:
-        raise ParamsError(f"params: evaluate.{unknown[0]}: unknown key; allowed keys: {', '.join(EVALUATE_DEFAULTS)}")
-    opts = {**EVALUATE_DEFAULTS, **ev}
-    ub = opts["upper_bound"]
-    if ub is not None and not isinstance(ub, str):
-        raise ParamsError(f"params: evaluate.upper_bound: expected a strategy name or null, got {ub!r}")
     # An upper bound that is not run (e.g. joint dropped from cil.strategies to save time) is simply not drawn.
-    dpi = opts["dpi"]
-    if not (isinstance(dpi, int) and not isinstance(dpi, bool) and 50 <= dpi <= 600):
-        raise ParamsError(f"params: evaluate.dpi: expected an integer in [50, 600], got {dpi!r}")
-    if not isinstance(opts["title"], str) or not opts["title"].strip():
-        raise ParamsError(f"params: evaluate.title: expected a non-empty string, got {opts['title']!r}")
     return EvalParams(
-        seeds=seeds, strategies=strategies, n_tasks=len(tasks), upper_bound=ub if ub in strategies else None,
-        dpi=dpi, title=opts["title"], raw=raw, text=Path(path).read_text(encoding="utf-8"), path=str(path),
+        seeds=seeds, strategies=strategies, n_tasks=len(cil.tasks),
+        upper_bound=ev.upper_bound if ev.upper_bound in strategies else None, dpi=ev.dpi, title=ev.title,
+        raw=raw, text=Path(path).read_text(encoding="utf-8"), path=str(path),
     )  # fmt: skip
 
 
@@ -142,46 +116,9 @@ def build_rows(args: argparse.Namespace, p: EvalParams, tasks_info: dict[str, An
     return rows
 
 
-# What the stage writes at the top of --out; plus the .gitignore files DVC keeps next to cached outputs.
-REPORT_ENTRIES = {"metrics.json", "details.json", "report.md", "report.html", "plots", "figures", ".gitignore"}
-
-
-@contextmanager
-def atomic_directory(out: str | Path) -> Iterator[Path]:
-    """Yield a fresh temporary folder next to ``out``; on success it replaces ``out``, on failure it is removed.
-
-    Refuses to replace an existing folder that holds anything the stage does not write (a mistyped
-    ``--out`` must not wipe an unrelated folder). The ``.gitignore`` files that DVC writes next to
-    cached outputs (``reports/cil/.gitignore``, ``reports/cil/plots/.gitignore``) are carried over, so
-    git keeps ignoring the outputs.
-    """
-    out = Path(out)
-    if out.exists():
-        foreign = sorted(p.name for p in out.iterdir() if p.name not in REPORT_ENTRIES) if out.is_dir() else [out.name]
-        if foreign:
-            raise UserError(
-                f"--out {out}: exists and is not a report folder (it holds {foreign[0]!r}, which evaluate "
-                "does not write); choose another path or remove it"
-            )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
-        yield tmp
-        os.chmod(tmp, 0o755)  # mkdtemp makes it private
-        old = None
-        if out.exists():
-            for ign in out.rglob(".gitignore"):
-                dest = tmp / ign.relative_to(out)
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(ign, dest)
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-            os.replace(out, old / "report")
-        os.replace(tmp, out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+# What the stage writes at the top of --out: a folder holding only these (and DVC's .gitignore files) is
+# an earlier report written before core.atomic's owner marker existed, and may be replaced.
+REPORT_ENTRIES = ("metrics.json", "details.json", "report.md", "report.html", "plots", "figures")
 
 
 def write_data(tmp: Path, summaries) -> None:
@@ -247,6 +184,7 @@ def _dump(path: Path, obj: Any) -> None:
 
 
 def main(args: argparse.Namespace) -> None:
+    from pipeline.core.atomic import atomic_dir
     from pipeline.report.aggregate import compute
 
     p = read_params(args.params)
@@ -254,7 +192,7 @@ def main(args: argparse.Namespace) -> None:
     rows = build_rows(args, p, tasks_info)
     summaries = compute(rows)
     splits = sorted({r.eval_split for runs in rows.values() for run in runs for r in run})
-    with atomic_directory(args.out) as tmp:
+    with atomic_dir(args.out, owner="evaluate", legacy=REPORT_ENTRIES) as tmp:
         write_data(tmp, summaries)
         figures = write_figures(tmp, summaries, p)
         write_report(tmp, summaries, p, tasks_info, figures, splits)
