@@ -1,7 +1,9 @@
-"""Class-incremental metrics on hand-computed accuracy matrices, seed aggregation and row validation.
+"""Class-incremental metrics (:mod:`pipeline.report.cil_metrics`), seed aggregation
+(:mod:`pipeline.report.aggregate`) and row validation (:mod:`pipeline.report.rows`).
 
-Every expected number below is worked out by hand in the comments, from the definitions in
-reference.md section 2 (Chaudhry 2018 forgetting, Lopez-Paz 2017 BWT, iCaRL average accuracy).
+The hand-computed cases work out every expected number in the comments, from the definitions in
+reference.md section 2 (Chaudhry 2018 forgetting, Lopez-Paz 2017 BWT, iCaRL average accuracy); the
+random cases compare every metric with the README's formulas written as plain loops.
 """
 
 from __future__ import annotations
@@ -63,15 +65,94 @@ def test_forgetting_and_bwt_hand_computed(R, f_pt, F, b_pt, B):
     np.testing.assert_allclose(CM.final_task_accuracies(R), R[-1], atol=0)
 
 
-def test_average_and_last_accuracy_use_sample_weighted_acc_seen():
-    # R1 with 200/100/100 test samples: A_0 = .9 ; A_1 = (200*.6 + 100*.8)/300 = 2/3 ;
-    # A_2 = (200*.5 + 100*.7 + 100*.95)/400 = .6625 ; AvgAcc = (.9 + 2/3 + .6625)/3 = .743056 ; Last = .6625
-    acc_seen = [0.9, 2 / 3, 0.6625]
-    assert CM.average_accuracy(acc_seen) == pytest.approx((0.9 + 2 / 3 + 0.6625) / 3)
-    assert CM.average_accuracy(acc_seen) == pytest.approx(0.7430555, abs=1e-6)
-    assert CM.last_accuracy(acc_seen) == 0.6625
-    # the unweighted mean of the last row would be .7167: the weighting matters
-    assert CM.last_accuracy(acc_seen) != pytest.approx(np.nanmean(R1[-1]))
+def readme_metrics(R: list[list[float]], n_test: list[int]) -> dict:
+    """The README's definitions ("Metrics, with R[i][j] ..."), as plain loops over lists.
+
+    A_i is the accuracy on all test data seen after task i, so each task's accuracy weighs by its test size.
+    """
+    T = len(R)
+    A = [sum(R[i][j] * n_test[j] for j in range(i + 1)) / sum(n_test[: i + 1]) for i in range(T)]
+    f = [max(R[l][j] for l in range(j, T - 1)) - R[T - 1][j] for j in range(T - 1)]  # l in [j, T-2]
+    b = [R[T - 1][j] - R[j][j] for j in range(T - 1)]
+    return {"A": A, "avg_acc": sum(A) / T, "last_acc": A[T - 1], "f": f, "b": b,
+            "forgetting": sum(f) / len(f) if f else None, "bwt": sum(b) / len(b) if b else None}  # fmt: skip
+
+
+def rows_of_run(R: list[list[float]], n_test: list[int]) -> list:
+    """The validated eval.json rows of one run with accuracy matrix R (acc_seen as the train stage writes it)."""
+    T = len(R)
+    classes = [[f"c{j}_{k}" for k in range(1 + j % 2)] for j in range(T)]
+    out = []
+    for i in range(T):
+        data = {
+            "strategy": "s", "seed": 0, "task": i, "n_tasks": T, "task_classes": classes,
+            "acc_per_task": R[i][: i + 1], "acc_per_class": {}, "n_test_per_task": n_test[: i + 1],
+            "acc_seen": sum(R[i][j] * n_test[j] for j in range(i + 1)) / sum(n_test[: i + 1]),
+            "wer_seen": None, "buffer_size": 0, "train_seconds": 1.0,
+        }  # fmt: skip
+        out.append(RW.parse_row(data, path=f"s{i}.json", strategy="s", seed=0, task=i, n_tasks=T))
+    return out
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_metrics_match_the_readme_formulas_on_random_matrices(seed):
+    """Random runs (1 to 7 tasks; accuracies on a coarse grid so that columns tie and peak off the diagonal;
+    unequal test sizes): every metric of one run equals the README formula computed by plain loops."""
+    rng = np.random.default_rng(seed)
+    T = int(rng.integers(1, 8))
+    grid = [0.0, 0.25, 0.5, 0.75, 1.0] if seed % 2 else list(np.round(np.linspace(0, 1, 101), 2))
+    R = [[float(rng.choice(grid)) for _ in range(i + 1)] for i in range(T)]
+    n_test = [int(n) for n in rng.integers(1, 200, size=T)]
+    want = readme_metrics(R, n_test)
+
+    M = lower(R)
+    np.testing.assert_allclose(CM.forgetting_per_task(M), want["f"], atol=1e-12)
+    np.testing.assert_allclose(CM.bwt_per_task(M), want["b"], atol=1e-12)
+    for got, exp in ((CM.average_forgetting(M), want["forgetting"]), (CM.backward_transfer(M), want["bwt"])):
+        assert (got is None) == (exp is None) == (T == 1)
+        assert got == pytest.approx(exp, abs=1e-12)
+    assert CM.average_accuracy(want["A"]) == pytest.approx(want["avg_acc"], abs=1e-12)
+    assert CM.last_accuracy(want["A"]) == pytest.approx(want["last_acc"], abs=1e-12)
+
+    # the same run through the rows: run_result reads A_i from acc_seen (sample-weighted), R from acc_per_task
+    r = AG.run_result(rows_of_run(R, n_test))
+    np.testing.assert_array_equal(r.R, M)
+    np.testing.assert_allclose(r.acc_seen, want["A"], atol=1e-12)
+    assert r.avg_acc == pytest.approx(want["avg_acc"], abs=1e-12)
+    assert r.last_acc == pytest.approx(want["last_acc"], abs=1e-12)
+    assert r.forgetting == pytest.approx(want["forgetting"], abs=1e-12)
+    assert r.bwt == pytest.approx(want["bwt"], abs=1e-12)
+    np.testing.assert_allclose(r.final_per_task, R[-1], atol=0)
+
+
+@pytest.mark.parametrize("T", [2, 3, 6])
+def test_closed_form_cases(T):
+    rng = np.random.default_rng(T)
+    learned = [float(a) for a in np.round(rng.uniform(0.3, 1.0, size=T), 3)]
+    # No forgetting: every task keeps the accuracy it had when learned -> forgetting 0, BWT 0.
+    kept = lower([learned[: i + 1] for i in range(T)])
+    assert CM.average_forgetting(kept) == 0.0 and CM.backward_transfer(kept) == 0.0
+    np.testing.assert_array_equal(CM.forgetting_per_task(kept), np.zeros(T - 1))
+    # Task 0 learned, kept until the second-last task, then fully forgotten: f_0 = its accuracy, the rest 0.
+    lost = kept.copy()
+    lost[T - 1, 0] = 0.0
+    np.testing.assert_allclose(CM.forgetting_per_task(lost), [learned[0]] + [0.0] * (T - 2), atol=1e-12)
+    np.testing.assert_allclose(CM.bwt_per_task(lost), [-learned[0]] + [0.0] * (T - 2), atol=1e-12)
+    assert CM.average_forgetting(lost) == pytest.approx(learned[0] / (T - 1), abs=1e-12)
+    assert CM.backward_transfer(lost) == pytest.approx(-learned[0] / (T - 1), abs=1e-12)
+    # Task 0 improves after it is learned, then falls back: forgetting counts from the best, BWT from R[0][0].
+    peak = lost.copy()
+    if T > 2:
+        peak[1, 0] = 1.0
+        assert CM.forgetting_per_task(peak)[0] == pytest.approx(1.0, abs=1e-12)
+        assert CM.bwt_per_task(peak)[0] == pytest.approx(-learned[0], abs=1e-12)
+
+
+def test_last_and_average_accuracy_weigh_tasks_by_test_size():
+    """After two tasks with 300 and 100 test samples, task 0 perfect and task 1 all wrong: A_1 = 300/400."""
+    r = AG.run_result(rows_of_run([[1.0], [1.0, 0.0]], [300, 100]))
+    assert r.last_acc == pytest.approx(0.75, abs=1e-12)  # not the unweighted .5
+    assert r.avg_acc == pytest.approx((1.0 + 0.75) / 2, abs=1e-12)
 
 
 def test_single_task_has_no_forgetting_or_bwt():

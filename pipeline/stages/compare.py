@@ -6,7 +6,7 @@ its params (``params.yaml``) and the evaluate stage's ``reports/cil/metrics.json
 
 - ``compare.md`` (also printed): one row per (experiment, strategy) with Avg Acc, Last Acc, forgetting
   and BWT (mean ± std over seeds, %), each experiment named by its name and the params that differ
-  between the experiments shown (e.g. ``buf462: cil.buffer.size=462``);
+  between the experiments shown (e.g. ``buf462: recipes.replay.buffer_size=462``);
 - ``compare.png``: Avg Acc and Last Acc per experiment (groups) and strategy (bars);
 - ``compare.json``: the same rows, machine-readable.
 
@@ -47,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 class Experiment:
     name: str
     rev: str
-    params: dict[str, Any]  # flattened: {"cil.buffer.size": 462, ...}
+    params: dict[str, Any]  # flattened: {"recipes.replay.buffer_size": 462, ...}
     metrics: dict[str, dict[str, float]]  # {strategy: {avg_acc: ..., ...}}
     differing: list[str] = field(default_factory=list)  # "key=value" of the params that differ
 
