@@ -325,9 +325,9 @@ def test_compare_parses_real_dvc_exp_show():
     assert [e.name for e in exps] == ["main", "buf462", "wight-brio"]
     assert skipped == ["queued-one (queued)"]
     assert {e.name: e.differing for e in exps} == {
-        "main": ["cil.buffer.size=231", "train.epochs=5"],
-        "buf462": ["cil.buffer.size=462", "train.epochs=5"],
-        "wight-brio": ["cil.buffer.size=462", "train.epochs=10"],
+        "main": ["recipes.replay.buffer_size=231", "train.epochs=5"],
+        "buf462": ["recipes.replay.buffer_size=462", "train.epochs=5"],
+        "wight-brio": ["recipes.replay.buffer_size=462", "train.epochs=10"],
     }
     assert exps[1].metrics["coconut"]["avg_acc"] == pytest.approx(0.6512)
 
@@ -349,7 +349,7 @@ def test_compare_command_writes_table_and_figure(tmp_path, capsys):
     printed = capsys.readouterr().out
     md = (tmp_path / "cmp" / "compare.md").read_text()
     line = next(x for x in md.splitlines() if x.startswith("| buf462 |") and "| coconut |" in x)
-    assert "cil.buffer.size=462, train.epochs=5" in line and "65.12 ± 1.00" in line and "55.12 ± 2.00" in line
+    assert "recipes.replay.buffer_size=462, train.epochs=5" in line and "65.12 ± 1.00" in line and "55.12 ± 2.00" in line
     assert line in printed
     assert len([x for x in md.splitlines() if x.startswith("| ") and "---" not in x]) == 1 + 3 * 2
     assert "Skipped (no metrics): queued-one (queued)" in md
