@@ -233,12 +233,14 @@ def main(args: argparse.Namespace) -> None:
             + (f" (skipped: {', '.join(skipped)})" if skipped else "")
             + "; run `dvc exp run` first or check --metrics-file"
         )
+    from pipeline.core.atomic import atomic_dir
+
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     md = markdown_table(exps, skipped)
-    (out / "compare.md").write_text("# Comparison across experiments\n\n" + md + "\n", encoding="utf-8")
-    (out / "compare.json").write_text(json.dumps({"rows": table_rows(exps), "skipped": skipped}, indent=2) + "\n")
-    plot_compare(exps, out / "compare.png")
+    with atomic_dir(out, owner="compare", legacy=("compare.md", "compare.json", "compare.png")) as tmp:
+        (tmp / "compare.md").write_text("# Comparison across experiments\n\n" + md + "\n", encoding="utf-8")
+        (tmp / "compare.json").write_text(json.dumps({"rows": table_rows(exps), "skipped": skipped}, indent=2) + "\n")
+        plot_compare(exps, tmp / "compare.png")
     print(md)
     print(f"\ncompare: {len(exps)} experiments -> {out / 'compare.md'}, {out / 'compare.png'}")
 
