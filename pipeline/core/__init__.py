@@ -6,6 +6,7 @@
   content fingerprints.
 - :mod:`pipeline.core.atomic`: the one way a stage replaces an output folder.
 - :mod:`pipeline.core.trainer`: a plain epoch loop with resume after ``kill -9`` (non-Avalanche stages).
+- :mod:`pipeline.core.distributed`: ranks, model wrapping, samplers, metric reduction (single-process for now).
 
 Nothing here imports Avalanche or a method track.
 """

@@ -26,10 +26,12 @@ CHECKPOINT_OWNER = "checkpoint"
 
 
 def write_folder(path: Path, tensors: dict[str, dict[str, torch.Tensor]], pickled: dict[str, object], meta: dict,
-                 json_files: dict[str, object] | None = None) -> None:
+                 json_files: dict[str, object] | None = None, text_files: dict[str, str] | None = None) -> None:
     """``tensors``: file stem -> flat tensor dict (safetensors); ``pickled``: file stem -> state with tensors
-    and numbers only (torch.save); ``meta`` -> state.json; ``json_files``: file name -> JSON content."""
-    legacy = [f"{s}.safetensors" for s in tensors] + [f"{s}.pt" for s in pickled] + ["state.json", *(json_files or {})]
+    and numbers only (torch.save); ``meta`` -> state.json; ``json_files``: file name -> JSON content;
+    ``text_files``: file name -> text written as is (a JSON-lines log)."""
+    legacy = [f"{s}.safetensors" for s in tensors] + [f"{s}.pt" for s in pickled] + ["state.json", *(json_files or {}),
+                                                                                      *(text_files or {})]
     with atomic_dir(path, CHECKPOINT_OWNER, legacy=legacy) as tmp:
         for stem, flat in tensors.items():
             save_file({k: v.detach().cpu().contiguous() for k, v in flat.items()}, str(tmp / f"{stem}.safetensors"))
@@ -38,6 +40,8 @@ def write_folder(path: Path, tensors: dict[str, dict[str, torch.Tensor]], pickle
         (tmp / "state.json").write_text(json.dumps(meta, indent=1))
         for name, obj in (json_files or {}).items():
             (tmp / name).write_text(json.dumps(obj, indent=1))
+        for name, text in (text_files or {}).items():
+            (tmp / name).write_text(text)
 
 
 def read_tensors(path: Path, stem: str) -> dict[str, torch.Tensor]:
