@@ -20,6 +20,9 @@ STAGES: dict[str, tuple[str, str]] = {
     "train": ("pipeline.stages.train", "train one strategy on one task, resuming from the previous task's checkpoint"),
     "evaluate": ("pipeline.stages.evaluate", "accuracy matrices, forgetting, BWT, figures and the report"),
     "compare": ("pipeline.stages.compare", "one comparison table and figure across DVC experiments"),
+    "prepare-vision": ("pipeline.stages.prepare_vision",
+                       "render or read the image corpora: shapes with captions and masks, coloured digits, real datasets"),
+    "embed": ("pipeline.stages.embed", "embeddings of the frozen text and image towers, computed once for the later stages"),
 }
 
 
