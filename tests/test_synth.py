@@ -17,10 +17,14 @@ import numpy as np
 import pytest
 
 from pipeline.config import SynthConfig
-from pipeline.data import synth
+from pipeline.core.atomic import MARKER
+from pipeline.data.synth import synthesize_corpus, writer
+from pipeline.data.synth.effects import PEAK_DBFS, coloured_noise, render_utterance, resample
+from pipeline.data.synth.engine import BASE_VOICES, Espeak, espeak_paths, list_variants
+from pipeline.data.synth.speakers import STREAM_ACOUSTICS, plan_speakers, plan_utterances, seeded_rng
 from pipeline.data.phrasings import PHRASINGS, exclusive_words, phrasing_stats
 from pipeline.data.schema import FSC_INTENTS, split_intent
-from pipeline.errors import DataError, ParamsError
+from pipeline.errors import DataError, ParamsError, UserError
 
 FSC_HEADER_LINE = ",path,speakerId,transcription,action,object,location"
 SPLITS = ("train", "valid", "test")
@@ -51,7 +55,7 @@ def _read_wav(path: Path) -> tuple[np.ndarray, int, int, int]:
 def corpus(tmp_path_factory) -> tuple[Path, dict, SynthConfig]:
     cfg = SynthConfig(seed=0, workers=1, **SMALL)
     root = tmp_path_factory.mktemp("synth") / "fsc"
-    stats = synth.synthesize_corpus(root, cfg, progress=False)
+    stats = synthesize_corpus(root, cfg, progress=False)
     return root, stats, cfg
 
 
@@ -112,15 +116,15 @@ def test_keywords_alone_do_not_identify_intents():
 
 def test_default_speakers_distinct_balanced_and_real_variants():
     cfg = SynthConfig()
-    _, data = synth.espeak_paths()
-    variants = synth.list_variants(data)
+    _, data = espeak_paths()
+    variants = list_variants(data)
     folder = Path(data) / "voices" / "!v"
-    speakers = synth.plan_speakers(cfg, variants)
+    speakers = plan_speakers(cfg, variants)
     assert len(speakers) == cfg.n_speakers >= 40
     assert len({(s.voice, s.variant) for s in speakers}) == len(speakers)
     assert all((folder / s.variant).is_file() for s in speakers)
     per_voice = Counter(s.voice for s in speakers)
-    assert set(per_voice) == set(synth.BASE_VOICES)
+    assert set(per_voice) == set(BASE_VOICES)
     assert max(per_voice.values()) - min(per_voice.values()) <= 1
     splits = Counter(s.split for s in speakers)
     n_train = cfg.n_speakers - cfg.valid_speakers - cfg.test_speakers
@@ -129,16 +133,16 @@ def test_default_speakers_distinct_balanced_and_real_variants():
     assert len({s.variant for s in speakers}) == cfg.n_variants
     assert {s.variant for s in speakers} == {s.variant for s in speakers if s.split == "train"}
     # seeded: same seed same table, another seed another table
-    assert synth.plan_speakers(cfg, variants) == speakers
+    assert plan_speakers(cfg, variants) == speakers
     cfg1 = SynthConfig(seed=1)
-    assert synth.plan_speakers(cfg1, variants) != speakers
+    assert plan_speakers(cfg1, variants) != speakers
 
 
 @pytest.mark.parametrize("n, nv, nt, variants", [(48, 16, 8, 16), (20, 4, 4, 4), (12, 2, 2, 50), (8, 1, 1, 1)])
 def test_every_held_out_speaker_has_its_variant_in_train(n, nv, nt, variants):
     cfg = SynthConfig(n_speakers=n, valid_speakers=nv, test_speakers=nt, n_variants=variants)
     cfg.validate("data.synthetic")
-    speakers = synth.plan_speakers(cfg, synth.list_variants(synth.espeak_paths()[1]))
+    speakers = plan_speakers(cfg, list_variants(espeak_paths()[1]))
     assert Counter(s.split for s in speakers) == {"train": n - nv - nt, "valid": nv, "test": nt}
     assert len({(s.voice, s.variant) for s in speakers}) == n
     train_variants = {s.variant for s in speakers if s.split == "train"}
@@ -148,8 +152,8 @@ def test_every_held_out_speaker_has_its_variant_in_train(n, nv, nt, variants):
 
 def test_default_plan_balances_intents_per_speaker_and_split():
     cfg = SynthConfig()
-    speakers = synth.plan_speakers(cfg, synth.list_variants(synth.espeak_paths()[1]))
-    plans = synth.plan_utterances(cfg, speakers)
+    speakers = plan_speakers(cfg, list_variants(espeak_paths()[1]))
+    plans = plan_utterances(cfg, speakers)
     assert len(plans) == cfg.n_speakers * cfg.utterances_per_speaker
     assert len({p.uid for p in plans}) == len(plans)
     for s in speakers:
@@ -161,7 +165,7 @@ def test_default_plan_balances_intents_per_speaker_and_split():
 
 def test_negative_seed_is_a_params_error(tmp_path):
     with pytest.raises(ParamsError, match="seed"):
-        synth.synthesize_corpus(tmp_path / "x", SynthConfig(seed=-1, **SMALL), progress=False)
+        synthesize_corpus(tmp_path / "x", SynthConfig(seed=-1, **SMALL), progress=False)
 
 
 # ----------------------------------------------------------------------------- signal processing
@@ -171,7 +175,7 @@ def test_resample_matches_analytic_sine_and_removes_above_nyquist():
     sr_in = 22050
     t = np.arange(int(0.5 * sr_in)) / sr_in
     x = np.sin(2 * np.pi * 1000 * t) + 0.5 * np.sin(2 * np.pi * 9500 * t)  # 9.5 kHz > 8 kHz
-    y = synth.resample(x, sr_in, 16000)
+    y = resample(x, sr_in, 16000)
     assert len(y) == math.ceil(len(x) * 16000 / sr_in)
     t_out = np.arange(len(y)) / 16000
     mid = slice(800, len(y) - 800)  # away from the edges of the (non-periodic) clip
@@ -182,7 +186,7 @@ def test_resample_matches_analytic_sine_and_removes_above_nyquist():
 def test_coloured_noise_has_the_requested_spectral_slope():
     rng = np.random.default_rng(0)
     for alpha in (0.0, 1.0, 2.0):
-        n = synth.coloured_noise(rng, 1 << 16, alpha)
+        n = coloured_noise(rng, 1 << 16, alpha)
         assert np.mean(n**2) == pytest.approx(1.0, rel=1e-9)
         psd = np.abs(np.fft.rfft(n)) ** 2
         f = np.fft.rfftfreq(len(n), 1 / 16000)
@@ -193,18 +197,18 @@ def test_coloured_noise_has_the_requested_spectral_slope():
 
 def test_snr_of_added_noise_is_the_drawn_one_and_in_range(corpus):
     root, _, cfg = corpus
-    speakers = synth.plan_speakers(cfg, synth.list_variants(synth.espeak_paths()[1]))
-    plans = [p for p in synth.plan_utterances(cfg, speakers) if p.speaker_index == 0]
+    speakers = plan_speakers(cfg, list_variants(espeak_paths()[1]))
+    plans = [p for p in plan_utterances(cfg, speakers) if p.speaker_index == 0]
     spk = speakers[0]
     measured = []
     for lo, hi in ((cfg.snr_db_min, cfg.snr_db_max), (3.0, 4.0)):
         for utt in plans[:4]:
             out = {}
             for noisy in (True, False):
-                with synth.Espeak() as engine:  # a fresh engine per rendering: identical speech
+                with Espeak() as engine:  # a fresh engine per rendering: identical speech
                     engine.set_voice(spk.espeak_voice)
-                    rng = synth._rng(cfg.seed, synth._STREAM_ACOUSTICS, spk.index, utt.index)
-                    out[noisy] = synth.render_utterance(engine, spk, utt.text, rng, (lo, hi), add_noise=noisy)
+                    rng = seeded_rng(cfg.seed, STREAM_ACOUSTICS, spk.index, utt.index)
+                    out[noisy] = render_utterance(engine, spk, utt.text, rng, (lo, hi), add_noise=noisy)
             clean = out[False].samples.astype(np.float64)
             noise = out[True].samples.astype(np.float64) - clean
             a, b = out[True].speech_span
@@ -215,10 +219,10 @@ def test_snr_of_added_noise_is_the_drawn_one_and_in_range(corpus):
             measured.append(snr)
     assert np.ptp(measured[:4]) > 0.5  # the SNR really varies between utterances
     # the internal function is what the corpus used: utterance 0 of speaker 0 is byte-identical
-    with synth.Espeak() as engine:
+    with Espeak() as engine:
         engine.set_voice(spk.espeak_voice)
-        rng = synth._rng(cfg.seed, synth._STREAM_ACOUSTICS, spk.index, 0)
-        first = synth.render_utterance(engine, spk, plans[0].text, rng, (cfg.snr_db_min, cfg.snr_db_max))
+        rng = seeded_rng(cfg.seed, STREAM_ACOUSTICS, spk.index, 0)
+        first = render_utterance(engine, spk, plans[0].text, rng, (cfg.snr_db_min, cfg.snr_db_max))
     stored, *_ = _read_wav(root / plans[0].relpath)
     assert np.array_equal(first.samples, stored)
 
@@ -247,7 +251,8 @@ def test_layout_header_and_rows(corpus):
     wavs = {str(p.relative_to(root)) for p in (root / "wavs" / "speakers").rglob("*.wav")}
     assert wavs == referenced
     assert len(wavs) == cfg.n_speakers * cfg.utterances_per_speaker
-    assert {p.name for p in root.iterdir()} == {"wavs", "data"}
+    assert {p.name for p in root.iterdir()} == {"wavs", "data", MARKER}
+    assert (root / MARKER).read_text() == "synthetic-corpus\n"
 
 
 def test_speaker_disjoint_splits_and_every_intent_everywhere(corpus):
@@ -272,7 +277,7 @@ def test_wavs_are_16k_mono_pcm16_and_not_silent(corpus):
         assert (rate, channels, width) == (16000, 1, 2)
         assert 0.5 < len(x) / rate < 6.0
         peak = np.abs(x.astype(np.float64)).max() / 32768
-        assert peak > 10 ** (synth.PEAK_DBFS[0] / 20) * 0.5  # at least the lowest drawn level, minus clip guard
+        assert peak > 10 ** (PEAK_DBFS[0] / 20) * 0.5  # at least the lowest drawn level, minus clip guard
         assert np.sqrt(np.mean((x / 32768.0) ** 2)) > 1e-3
         total += len(x)
     assert stats["hours"] == pytest.approx(total / 16000 / 3600)
@@ -281,11 +286,11 @@ def test_wavs_are_16k_mono_pcm16_and_not_silent(corpus):
 
 def test_deterministic_across_worker_counts_and_seed_changes_audio(corpus, tmp_path):
     root, _, cfg = corpus
-    again = synth.synthesize_corpus(tmp_path / "two_workers", SynthConfig(seed=0, workers=2, **SMALL), progress=False)
+    again = synthesize_corpus(tmp_path / "two_workers", SynthConfig(seed=0, workers=2, **SMALL), progress=False)
     assert again["workers"] == 2
     reference = _digest(root)
     assert _digest(tmp_path / "two_workers") == reference
-    synth.synthesize_corpus(tmp_path / "seed1", SynthConfig(seed=1, workers=1, **SMALL), progress=False)
+    synthesize_corpus(tmp_path / "seed1", SynthConfig(seed=1, workers=1, **SMALL), progress=False)
     other = _digest(tmp_path / "seed1")
     wav_names = [k for k in reference if k.endswith(".wav")]
     assert set(wav_names) == {k for k in other if k.endswith(".wav")}
@@ -298,9 +303,10 @@ def test_deterministic_across_worker_counts_and_seed_changes_audio(corpus, tmp_p
 def test_failed_run_leaves_old_corpus_and_no_temporary(tmp_path, monkeypatch):
     root = tmp_path / "fsc"
     root.mkdir()
+    (root / MARKER).write_text("synthetic-corpus\n")  # an earlier corpus: replaceable
     (root / "marker").write_text("previous corpus")
     calls = {"n": 0}
-    real = synth.write_wav
+    real = writer.write_wav
 
     def failing(path, samples, rate=16000):
         calls["n"] += 1
@@ -308,10 +314,20 @@ def test_failed_run_leaves_old_corpus_and_no_temporary(tmp_path, monkeypatch):
             raise OSError("disk full")
         real(path, samples, rate)
 
-    monkeypatch.setattr(synth, "write_wav", failing)
+    monkeypatch.setattr(writer, "write_wav", failing)
     with pytest.raises(OSError, match="disk full"):
-        synth.synthesize_corpus(root, SynthConfig(workers=1, **SMALL), progress=False)
+        synthesize_corpus(root, SynthConfig(workers=1, **SMALL), progress=False)
     assert (root / "marker").read_text() == "previous corpus"
+    assert not root.with_name("fsc.tmp").exists()
+
+
+def test_a_folder_that_is_not_a_corpus_is_refused_and_kept(tmp_path):
+    root = tmp_path / "fsc"
+    root.mkdir()
+    (root / "thesis.tex").write_text("mine")
+    with pytest.raises(UserError, match="not an output of synthetic-corpus"):
+        synthesize_corpus(root, SynthConfig(workers=1, **SMALL), progress=False)
+    assert [p.name for p in root.iterdir()] == ["thesis.tex"]
     assert not root.with_name("fsc.tmp").exists()
 
 
@@ -320,11 +336,11 @@ def test_missing_or_broken_espeak_is_one_line_data_error(tmp_path, monkeypatch):
 
     monkeypatch.setattr(espeakng_loader, "get_library_path", lambda: str(tmp_path / "nope.so"))
     with pytest.raises(DataError, match="espeak-ng library not found") as exc:
-        synth.synthesize_corpus(tmp_path / "x", SynthConfig(workers=1, **SMALL), progress=False)
+        synthesize_corpus(tmp_path / "x", SynthConfig(workers=1, **SMALL), progress=False)
     assert "\n" not in str(exc.value)
     bogus = tmp_path / "bogus.so"
     bogus.write_text("not a library")
     monkeypatch.setattr(espeakng_loader, "get_library_path", lambda: str(bogus))
     with pytest.raises(DataError, match="cannot load the espeak-ng library"):
-        synth.synthesize_corpus(tmp_path / "x", SynthConfig(workers=1, **SMALL), progress=False)
+        synthesize_corpus(tmp_path / "x", SynthConfig(workers=1, **SMALL), progress=False)
     assert not (tmp_path / "x").exists() and not (tmp_path / "x.tmp").exists()
