@@ -1,7 +1,8 @@
 """Reading one audio file of a real corpus (FSC: 16 kHz WAV, SLURP: 16 kHz FLAC) with soundfile.
 
-``torchaudio.load`` needs torchcodec, which our stack lacks (reference.md section 9), so audio is
-read with soundfile (libsndfile), which handles WAV and FLAC alike.
+``torchaudio.load`` needs torchcodec, which our stack lacks (since torchaudio 2.9 it is an alias of
+``load_with_torchcodec``: torchaudio 2.9 documentation and https://github.com/pytorch/audio/issues/3902),
+so audio is read with soundfile (libsndfile), which handles WAV and FLAC alike.
 
 Decisions (documented here because they change what a run sees):
 

@@ -1,6 +1,7 @@
 """Reader of Fluent Speech Commands (FSC) as released.
 
-Layout (reference.md section 7)::
+Layout of the release (Lugosch et al., "Speech Model Pre-training for End-to-End Spoken Language
+Understanding", Interspeech 2019, arXiv:1904.03670)::
 
     root/data/{train,valid,test}_data.csv    header ",path,speakerId,transcription,action,object,location"
     root/wavs/speakers/<speakerId>/<uuid>.wav (16 kHz mono)

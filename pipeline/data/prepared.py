@@ -3,7 +3,8 @@
 A sample is the tuple ``(feats [T_max, n_mels], y, feat_len, tokens [L_max], index)`` and Avalanche
 appends the task label. Features and tokens are padded to one fixed size for the whole corpus because
 Avalanche's ReplayDataLoader concatenates separately collated current and rehearsal batches (a
-variable-length collate would crash there, reference section 9); the model trims each batch back to
+variable-length collate would crash there; ``ReplayDataLoader`` in ``avalanche/benchmarks/utils/data_loader.py``,
+avalanche-lib 0.6.0); the model trims each batch back to
 its longest item, so the padding costs memory, not compute. ``index`` is the sample's position in its
 split, which is how buffers and S-KD pseudo-targets are saved and restored.
 """

@@ -1,7 +1,8 @@
 """Word-level tokenizer for the seq2seq decoder: class tokens first, then the transcript.
 
-A target sequence is ``<bos> <class:NAME> <sep> w_1 ... w_n <eos>`` (the COCONUT authors' code emits the
-intent first and then the transcript, reference section 1). The intent is read from the first decoding
+A target sequence is ``<bos> <class:NAME> <sep> w_1 ... w_n <eos>`` (the code of COCONUT, Cappellazzo et al.,
+"Continual Contrastive Spoken Language Understanding", Findings of ACL 2024, arXiv:2310.02699, emits the
+intent first and then the transcript). The intent is read from the first decoding
 step, restricted to the class tokens, so it is a proper classifier over classes.
 
 Why word level: spoken-command corpora have small closed vocabularies (FSC: ~100 words), so words are
