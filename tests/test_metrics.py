@@ -2,7 +2,7 @@
 (:mod:`pipeline.report.aggregate`) and row validation (:mod:`pipeline.report.rows`).
 
 The hand-computed cases work out every expected number in the comments, from the definitions in
-reference.md section 2 (Chaudhry 2018 forgetting, Lopez-Paz 2017 BWT, iCaRL average accuracy); the
+the README ("Evaluation and the report": Chaudhry 2018 forgetting, Lopez-Paz 2017 BWT, iCaRL average accuracy); the
 random cases compare every metric with the README's formulas written as plain loops.
 """
 

@@ -1,6 +1,6 @@
 """Class-incremental metrics of one run's accuracy matrix (pure functions of numbers, no files).
 
-Notation (reference.md section 2): T tasks; ``R[i][j]`` is the accuracy on task j's test classes after
+Notation (the README, "Evaluation and the report"): T tasks; ``R[i][j]`` is the accuracy on task j's test classes after
 training task i (only j <= i exists; the cells above the diagonal are NaN). ``A_i`` is the accuracy on
 the test data of all classes seen up to task i, after task i (a row's ``acc_seen``, sample-weighted:
 ``A_i = sum_{j<=i} n_j R[i][j] / sum_{j<=i} n_j`` with ``n_j`` test samples in task j).
