@@ -48,7 +48,7 @@ def load_corpus(p: PrepareParams, work: Path, progress: bool) -> tuple[list[Utte
         from pipeline.data.synth import synthesize_corpus
 
         synth_stats = synthesize_corpus(work / "corpus", p.data.synthetic, progress=progress)
-        synth_stats.pop("root", None)  # the temporary build folder: meaningless once renamed into place
+        synth_stats.pop("root", None)  # a path inside prepare's temporary folder: meaningless once renamed
         return read_fsc(work / "corpus"), list(FSC_INTENTS), "fsc", synth_stats
     if p.data.source == "fsc":
         from pipeline.data.fsc import read_fsc
