@@ -304,14 +304,14 @@ def test_a_real_dataset_goes_through_read_real(tmp_path, monkeypatch):
     calls = []
 
     def read_real(kind, root, **options):
-        calls.append((kind, root))
+        calls.append((kind, root, options))
         img = np.arange(2 * 8 * 8 * 3, dtype=np.uint8).reshape(2, 8, 8, 3)
         return {s: ImageSet(img, np.array([0, 1]), ["cat", "dog"], [f"x-{s}-0", f"x-{s}-1"]) for s in ("train", "test")}
 
     monkeypatch.setitem(sys.modules, "pipeline.data.vision.readers", types.SimpleNamespace(read_real=read_real))
     params = write_params(tmp_path, {"sources": ["digits"], "real": {"kind": "cifar10", "root": str(tmp_path)}})
     assert run_stage(params, tmp_path / "out") == 0
-    assert calls == [("cifar10", tmp_path)]
+    assert calls == [("cifar10", tmp_path, {"seed": 0})]
     back = read_split(tmp_path / "out/cifar10", "test")
     assert back.ids == ["x-test-0", "x-test-1"] and back.class_names == ["cat", "dog"]
     assert (tmp_path / "out/cifar10/grid.png").is_file() and (tmp_path / "out/digits/train.jsonl").is_file()

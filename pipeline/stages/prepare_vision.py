@@ -46,7 +46,7 @@ def load_source(name: str, cfg: VisionConfig, progress: bool) -> tuple[dict, dic
         return digits.make_digits(cfg.digits, cfg.seed), digits.table(cfg.digits)
     from pipeline.data.vision.readers import read_real
 
-    splits = read_real(cfg.real.kind, Path(cfg.real.root))
+    splits = read_real(cfg.real.kind, Path(cfg.real.root), seed=cfg.seed)  # every reader takes the split seed
     if not splits:
         raise DataError(f"{cfg.real.root}: no {cfg.real.kind} split found")
     return splits, {"kind": cfg.real.kind, "root": cfg.real.root, "classes": next(iter(splits.values())).class_names}
