@@ -196,3 +196,61 @@ def test_label_smoothing_is_the_training_criterion(workdir):
     # the runs see the same batches from the same weights; the smoothed cross-entropy adds eps x the mean
     # -log p over the vocabulary, above the target's -log p once the model has learnt anything
     assert smoothed["final_loss"] > plain["final_loss"]
+
+
+# ----------------------------------------------------------------------------- the algorithms on a small model
+
+
+def _fisher_batches(n_batches: int = 3):
+    from test_model import batch
+
+    feats, lens, tokens = batch([40, 64, 23, 57, 31, 50])
+    y = tokens[:, 1] - 5
+    return [(feats[i::n_batches], y[i::n_batches], lens[i::n_batches], tokens[i::n_batches]) for i in range(n_batches)]
+
+
+def test_ewc_fisher_pass_runs_rnns_in_training_mode_on_the_deterministic_model():
+    """cuDNN's RNN backward refuses a module in eval mode; the Fisher must still be that of the model without
+    dropout (nor SpecAugment), and every module's mode and the GRU's dropout must come back as they were."""
+    import torch
+
+    from pipeline.continual.regularizers import OnlineEWC
+    from test_model import make
+
+    model = make("gru", dropout=0.3, spec_augment=True)  # 2 GRU layers: inter-layer dropout 0.3
+    rnn = model.encoder.layers
+    assert isinstance(rnn, torch.nn.RNNBase) and rnn.dropout == 0.3
+    batches = _fisher_batches()
+
+    # reference: the eval-mode computation (what the CPU computed before), mean of squared gradients
+    params = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    expected = {n: torch.zeros_like(p) for n, p in params.items()}
+    for feats, _, lens, tokens in batches:
+        model.zero_grad()
+        model.token_loss(model(feats, lens, tokens).token_logits, tokens).backward()
+        for n, p in params.items():
+            if p.grad is not None:
+                expected[n] += p.grad ** 2
+    expected = {n: f / len(batches) for n, f in expected.items()}
+
+    # cuDNN's rule, on the CPU: an RNN called with gradients enabled must be in training mode
+    def cudnn_rule(module, args):
+        if torch.is_grad_enabled() and not module.training:
+            raise RuntimeError("cudnn RNN backward can only be called in training mode")
+
+    hooks = [m.register_forward_pre_hook(cudnn_rule) for m in model.modules() if isinstance(m, torch.nn.RNNBase)]
+    assert hooks
+    model.train()
+    model.decoder.eval()  # a mixed state, restored module by module
+    flags = {name: m.training for name, m in model.named_modules()}
+    ewc = OnlineEWC(1.0)
+    ewc.end_task(model, batches, torch.device("cpu"))
+    for h in hooks:
+        h.remove()
+
+    assert {name: m.training for name, m in model.named_modules()} == flags
+    assert rnn.dropout == 0.3
+    assert ewc.fisher.keys() == expected.keys()
+    for n, f in expected.items():
+        torch.testing.assert_close(ewc.fisher[n], f, rtol=1e-6, atol=0.0, msg=n)
+    assert sum(float(f.sum()) for f in ewc.fisher.values()) > 0

@@ -7,8 +7,11 @@ Avalanche's hooks by plugins (pipeline.continual.plugins).
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from pipeline.continual.coconut import frozen_copy
 from pipeline.models.slu import SLUModel, SLUOutput
@@ -42,6 +45,27 @@ class IntentLwF:
         return {"lwf": self.alpha * temp**2 * kl}
 
 
+@contextlib.contextmanager
+def deterministic_with_grad(model: nn.Module):
+    """Eval mode (no dropout, no SpecAugment) for a pass that backpropagates, with the RNN modules in training
+    mode and their inter-layer ``dropout`` set to 0: cuDNN's RNN backward refuses a module in eval mode
+    ("cudnn RNN backward can only be called in training mode"), and an RNN without dropout computes the same
+    function in either mode. Every module's training flag and every RNN's dropout are restored on exit."""
+    flags = [(m, m.training) for m in model.modules()]
+    rnns = [(m, m.dropout) for m in model.modules() if isinstance(m, nn.RNNBase)]
+    model.eval()
+    try:
+        for rnn, _ in rnns:
+            rnn.dropout = 0.0
+            rnn.train()
+        yield model
+    finally:
+        for rnn, dropout in rnns:
+            rnn.dropout = dropout
+        for m, training in flags:
+            m.training = training
+
+
 class OnlineEWC:
     """Elastic Weight Consolidation (Kirkpatrick et al. 2017), online form (Schwarz et al. 2018) with decay 1.
 
@@ -63,22 +87,20 @@ class OnlineEWC:
 
     def end_task(self, model: SLUModel, batches, device) -> None:
         """Accumulate the Fisher of this task from ``batches`` (an iterable of dataset mini-batches)."""
-        was_training = model.training
-        model.eval()  # no dropout: the Fisher of the deterministic model
         params = {n: p for n, p in model.named_parameters() if p.requires_grad}
         fisher = {n: torch.zeros_like(p) for n, p in params.items()}
         count = 0
-        for batch in batches:
-            feats, _, lens, tokens = (b.to(device) for b in batch[:4])
-            model.zero_grad()
-            out = model(feats, lens, tokens)
-            model.token_loss(out.token_logits, tokens).backward()
-            for n, p in params.items():
-                if p.grad is not None:
-                    fisher[n] += p.grad.detach() ** 2
-            count += 1
+        with deterministic_with_grad(model):  # the Fisher of the deterministic model
+            for batch in batches:
+                feats, _, lens, tokens = (b.to(device) for b in batch[:4])
+                model.zero_grad()
+                out = model(feats, lens, tokens)
+                model.token_loss(out.token_logits, tokens).backward()
+                for n, p in params.items():
+                    if p.grad is not None:
+                        fisher[n] += p.grad.detach() ** 2
+                count += 1
         model.zero_grad()
-        model.train(was_training)
         for n in fisher:
             self.fisher[n] = self.fisher.get(n, 0) + fisher[n] / max(count, 1)
             self.anchor[n] = params[n].detach().clone()
