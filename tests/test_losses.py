@@ -478,3 +478,56 @@ def test_seq_kd_bad_settings_raise():
         f(logits, targets * 5)
     with pytest.raises(ValueError, match="bool"):
         f(logits, targets, torch.tensor([1, 0]))
+
+
+# ----------------------------------------------------------------------------- precision under bf16 autocast
+
+
+def _lwf_kl():
+    from pipeline.continual.regularizers import softened_kl
+
+    return lambda s, t: softened_kl(s, t, 2.0)
+
+
+def _precision_cases():
+    g = torch.Generator().manual_seed(0)
+    student, teacher = torch.randn(32, 16, generator=g), torch.randn(32, 16, generator=g)
+    labels = torch.randint(0, 6, (32,), generator=g)
+    rehearsal = torch.arange(32) % 3 == 0
+    logits, targets = torch.randn(8, 7, 30, generator=g) * 5, torch.randint(3, 30, (8, 7), generator=g)
+    intent_s, intent_t = torch.randn(16, 6, generator=g) * 3, torch.randn(16, 6, generator=g) * 3
+    return {
+        "nspt": (RehearsalContrastiveLoss("nspt", 0.1), (student, teacher, labels, rehearsal)),
+        "supcon": (RehearsalContrastiveLoss("supcon", 0.1), (student, None, labels, rehearsal)),
+        "ntpt": (RehearsalContrastiveLoss("ntpt", 0.1), (student, teacher, labels, rehearsal)),
+        "mm": (MultimodalInfoNCELoss(0.1), (student, teacher, ~rehearsal, labels)),
+        "skd": (SequenceKDLoss(0), (logits, targets)),
+        "lwf": (_lwf_kl(), (intent_s, intent_t)),
+    }
+
+
+@pytest.mark.parametrize("name", ["nspt", "supcon", "ntpt", "mm", "skd", "lwf"])
+@pytest.mark.parametrize("inputs", ["float32", "bfloat16"])
+def test_losses_compute_in_float32_inside_bf16_autocast(name, inputs):
+    """On CUDA the forward runs in bf16 autocast; a loss called there (CPU autocast here: same rule) must give
+    its float32 value as a float32 tensor, for float32 inputs and for bf16 ones (then: of their float32 copy,
+    also outside autocast)."""
+    loss, args = _precision_cases()[name]
+    if inputs == "bfloat16":
+        args = tuple(a.bfloat16() if isinstance(a, torch.Tensor) and a.is_floating_point() else a for a in args)
+    want = loss(*(a.float() if isinstance(a, torch.Tensor) and a.is_floating_point() else a for a in args))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = loss(*args)
+    assert want.dtype == torch.float32 and got.dtype == torch.float32
+    assert got.item() == pytest.approx(want.item(), rel=1e-6)
+    plain = loss(*args)  # bf16 inputs outside autocast: upcast too
+    assert plain.dtype == torch.float32 and plain.item() == pytest.approx(want.item(), rel=1e-6)
+
+
+def test_float64_inputs_stay_float64_inside_autocast():
+    student, teacher, labels, anchors = _random_batch(0)
+    f = RehearsalContrastiveLoss("nspt", 0.1)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = f(student, teacher, labels, anchors)
+    assert got.dtype == torch.float64
+    assert got.item() == pytest.approx(f(student, teacher, labels, anchors).item(), rel=1e-12)

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pipeline.continual.coconut import frozen_copy
+from pipeline.losses import float32_loss
 from pipeline.models.slu import SLUModel, SLUOutput
 
 
@@ -38,11 +39,16 @@ class IntentLwF:
             return {}
         old = self.old_classes.to(feats.device)
         with torch.no_grad():
-            t = self.teacher.class_logits(self.teacher(feats, feat_lens, tokens).token_logits)[:, old].float()
-        s = model.class_logits(out.token_logits)[:, old].float()
-        temp = self.temperature
-        kl = F.kl_div(F.log_softmax(s / temp, 1), F.log_softmax(t / temp, 1), log_target=True, reduction="batchmean")
-        return {"lwf": self.alpha * temp**2 * kl}
+            t = self.teacher.class_logits(self.teacher(feats, feat_lens, tokens).token_logits)[:, old]
+        s = model.class_logits(out.token_logits)[:, old]
+        return {"lwf": self.alpha * self.temperature**2 * softened_kl(s, t, self.temperature)}
+
+
+@float32_loss
+def softened_kl(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+    """KL( softmax(teacher / T) || softmax(student / T) ), mean over the batch, in float32 (also under autocast)."""
+    return F.kl_div(F.log_softmax(student / temperature, 1), F.log_softmax(teacher / temperature, 1),
+                    log_target=True, reduction="batchmean")
 
 
 @contextlib.contextmanager

@@ -41,7 +41,7 @@ class SequenceKD:
         sel = sel.to(dev)
         with autocast():
             logits = model.teacher_forced(out.memory[sel], out.memory_pad[sel], out.audio_pooled[sel], pseudo)  # [n, L-1, V]
-        return {"skd": self.lambda_skd * self.loss(logits.float(), pseudo[:, 1:])}
+        return {"skd": self.lambda_skd * self.loss(logits, pseudo[:, 1:])}  # computed in float32 by SequenceKDLoss
 
     @torch.no_grad()
     def make_targets(self, model: SLUModel, samples: list[tuple], allowed: torch.Tensor, device, batch_size: int) -> None:

@@ -22,6 +22,7 @@ from pipeline.losses._checks import (
     check_same_shape,
     check_temperature,
 )
+from pipeline.losses._precision import float32_loss
 
 
 class MultimodalInfoNCELoss(nn.Module):
@@ -72,6 +73,7 @@ class MultimodalInfoNCELoss(nn.Module):
     def extra_repr(self) -> str:
         return f"temperature={self.temperature}, symmetric={self.symmetric}, normalize={self.normalize}"
 
+    @float32_loss
     def forward(
         self,
         audio: torch.Tensor,

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pipeline.losses._checks import check_bool_mask
+from pipeline.losses._precision import float32_loss
 
 
 class SequenceKDLoss(nn.Module):
@@ -54,6 +55,7 @@ class SequenceKDLoss(nn.Module):
     def extra_repr(self) -> str:
         return f"pad_index={self.pad_index}"
 
+    @float32_loss
     def forward(
         self,
         logits: torch.Tensor,

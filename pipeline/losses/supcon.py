@@ -21,6 +21,7 @@ from pipeline.losses._checks import (
     check_same_shape,
     check_temperature,
 )
+from pipeline.losses._precision import float32_loss
 
 VARIANTS = ("nspt", "supcon", "ntpt")
 
@@ -114,6 +115,7 @@ class RehearsalContrastiveLoss(nn.Module):
             f"include_self_positive={self.include_self_positive}, normalize={self.normalize}"
         )
 
+    @float32_loss
     def forward(
         self,
         student: torch.Tensor,
