@@ -50,19 +50,23 @@ def with_overrides(params: Path, sets: list[str], folder: Path) -> Path:
 def run(params: Path, out: Path, progress: bool) -> dict:
     from pipeline.__main__ import main as cli
 
-    argv = ["prepare-vision", "--params", str(params), "--out", str(out)] + ([] if progress else ["--no-progress"])
+    timing_path = out.with_name(out.name + "-timing.json")
+    argv = ["prepare-vision", "--params", str(params), "--out", str(out), "--timing", str(timing_path)]
+    argv += [] if progress else ["--no-progress"]
     t0 = time.perf_counter()
     code = cli(argv)
     wall = time.perf_counter() - t0
     if code != 0:
         raise SystemExit(f"prepare-vision failed with exit status {code}")
     stats = json.loads((out / "stats.json").read_text())
+    timing = json.loads(timing_path.read_text())
     return {
         "wall_seconds": round(wall, 2),
-        "stage_seconds": stats["seconds"],
+        "stage_seconds": timing["seconds"],
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "output_mib": round(sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) / 2**20, 1),
-        "sources": {name: {"images": s["images"], "images_per_s": s["images_per_s"], "seconds": s["seconds"],
+        "sources": {name: {"images": s["images"], "images_per_s": timing["sources"][name]["images_per_s"],
+                           "seconds": timing["sources"][name]["seconds"],
                            "train_aligned_share": s["splits"].get("train", {}).get("aligned_share"),
                            "mib": round(sum(p.stat().st_size for p in (out / name).rglob("*")) / 2**20, 1)}
                     for name, s in stats["sources"].items()},

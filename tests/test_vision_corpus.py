@@ -68,7 +68,9 @@ def test_captions_and_train_size_leave_other_streams_alone(biased):
 
 
 def run_stage(params: Path, out: Path, *extra: str) -> int:
-    return cli(["prepare-vision", "--params", str(params), "--out", str(out), "--no-progress", *extra])
+    timing = out.with_name(out.name + "-timing.json")
+    return cli(["prepare-vision", "--params", str(params), "--out", str(out), "--timing", str(timing), "--no-progress",
+                *extra])
 
 
 def write_params(tmp_path: Path, vision: dict) -> Path:
@@ -82,15 +84,15 @@ TINY = {"seed": 1, "shapes": {"n_train": 120, "n_valid": 24, "n_test": 48, "rho"
 
 def hashes(folder: Path) -> dict[str, str]:
     return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != "stats.json"}
+            for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def test_stage_twice_gives_the_same_bytes(tmp_path):
-    """In this process and in a fresh one (another hash seed): every file but stats.json (timings) is identical."""
+    """In this process and in a fresh one (another hash seed): every file is identical (timings go elsewhere)."""
     params = write_params(tmp_path, TINY)
     assert run_stage(params, tmp_path / "a") == 0
     cmd = [sys.executable, "-m", "pipeline", "prepare-vision", "--params", str(params), "--out", str(tmp_path / "b"),
-           "--no-progress"]
+           "--timing", str(tmp_path / "b-timing.json"), "--no-progress"]
     env = {**os.environ, "PYTHONHASHSEED": "123"}
     subprocess.run(cmd, check=True, cwd=ROOT, env=env, capture_output=True)
     a = hashes(tmp_path / "a")
@@ -103,7 +105,8 @@ def test_stage_twice_gives_the_same_bytes(tmp_path):
     stats = json.loads((tmp_path / "a/stats.json").read_text())
     assert stats["sources"]["shapes"]["images"] == 120 + 24 + 48
     assert stats["sources"]["digits"]["images"] == 1797
-    assert stats["sources"]["shapes"]["images_per_s"] > 0
+    timing = json.loads((tmp_path / "a-timing.json").read_text())
+    assert timing["sources"]["shapes"]["images_per_s"] > 0 and timing["seconds"] > 0
     # an earlier output of the stage is replaced; what is read back is what was rendered
     assert run_stage(params, tmp_path / "a") == 0 and hashes(tmp_path / "a") == a
     back = read_split(tmp_path / "a/shapes", "train")

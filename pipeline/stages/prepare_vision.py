@@ -7,12 +7,13 @@ Reads the params section ``vision`` only. Writes one folder (default ``data/visi
     <source>/attributes.json     the vocabulary table (attributes, synonyms, templates, prompt), the values
                                  this corpus uses, its class and bias attributes and each class's dominant bias
     <source>/grid.png            a few training images per class, then their masks
-    stats.json                   per source and split: counts, bias-aligned share; seconds and images/s
+    stats.json                   per source and split: counts, bias-aligned share
 
 ``<source>`` is ``shapes`` and/or ``digits`` (``vision.sources``), plus the real dataset's kind when
 ``vision.real.kind`` is not ``none`` (read by ``pipeline.data.vision.readers.read_real``; its splits as the
-reader returns them). Every source folder is bit-identical for the same params; only ``stats.json`` holds
-timings (so later stages should depend on the source folders, not on it).
+reader returns them). The whole folder is bit-identical for the same params, so the stages that read it
+re-run only when it changes; the timings (seconds and images/s per source) go to ``--timing`` (default
+``reports/vision/prepare-vision.json``, a DVC metrics file that no stage reads).
 
 Built in ``<out>.tmp`` and renamed into place (:func:`pipeline.core.atomic.atomic_dir`); an existing
 ``--out`` is replaced only if prepare-vision wrote it.
@@ -31,6 +32,8 @@ from pipeline.errors import DataError
 
 def add_arguments(parser) -> None:
     parser.add_argument("--out", default="data/vision", help="output folder (default: data/vision)")
+    parser.add_argument("--timing", default="reports/vision/prepare-vision.json",
+                        help="where the timings go (default: reports/vision/prepare-vision.json)")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
@@ -59,6 +62,7 @@ def main(args) -> None:
     cfg = load_vision(args.params)
     names = list(cfg.sources) + ([cfg.real.kind] if cfg.real.kind != "none" else [])  # output folder per source
     stats: dict = {"sources": {}}
+    timing: dict = {"sources": {}}
     with atomic_dir(Path(args.out), owner="prepare-vision") as work:
         for name in names:
             t = time.time()
@@ -66,11 +70,14 @@ def main(args) -> None:
             counts = write_source(work / name, splits, table)
             seconds = time.time() - t
             n = sum(c["images"] for s, c in counts.items() if s != "test_conflicting")  # a subset of test
-            stats["sources"][name] = {"images": n, "splits": counts, "seconds": round(seconds, 2),
-                                      "images_per_s": round(n / max(seconds, 1e-9), 1)}
-        stats["seconds"] = round(time.time() - t0, 2)
+            stats["sources"][name] = {"images": n, "splits": counts}
+            timing["sources"][name] = {"images": n, "seconds": round(seconds, 2),
+                                       "images_per_s": round(n / max(seconds, 1e-9), 1)}
         (work / "stats.json").write_text(json.dumps(stats, indent=1) + "\n")
-    print(f"prepare-vision: {summary(stats)}, {stats['seconds']:.1f} s")
+    timing["seconds"] = round(time.time() - t0, 2)
+    Path(args.timing).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.timing).write_text(json.dumps(timing, indent=1) + "\n")
+    print(f"prepare-vision: {summary(stats)}, {timing['seconds']:.1f} s")
 
 
 def summary(stats: dict) -> str:
