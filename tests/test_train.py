@@ -31,6 +31,9 @@ TINY = {
     "recipes": {
         "finetune": {},
         "joint": {"joint": True},
+        "replay": {"replay": True, "buffer_size": 20},
+        "skd": {"replay": True, "buffer_size": 20, "skd": True},
+        "coconut": {"replay": True, "buffer_size": 20, "contrastive": "nspt", "mm": True},
         "coconut+skd": {"replay": True, "buffer_size": 20, "contrastive": "nspt", "mm": True, "skd": True},
         "coconut-supcon": {"replay": True, "buffer_size": 0.1, "contrastive": "supcon", "mm": False},
         "coconut-ntpt": {"replay": True, "buffer_size": 20, "contrastive": "ntpt", "mm": True},
@@ -254,3 +257,74 @@ def test_ewc_fisher_pass_runs_rnns_in_training_mode_on_the_deterministic_model()
     for n, f in expected.items():
         torch.testing.assert_close(ewc.fisher[n], f, rtol=1e-6, atol=0.0, msg=n)
     assert sum(float(f.sum()) for f in ewc.fisher.values()) > 0
+
+
+def _coconut_batch(model):
+    from test_model import batch
+
+    feats, lens, tokens = batch([40, 64, 23, 57, 31, 50])
+    y = torch_bool([0, 1, 0, 1, 0, 0]).long()  # the two rehearsal samples share class 0 (a SupCon positive)
+    return model(feats, lens, tokens), feats, lens, tokens, y, torch_bool([1, 0, 1, 0, 0, 0])
+
+
+def torch_bool(values):
+    import torch
+
+    return torch.tensor(values, dtype=torch.bool)
+
+
+@pytest.mark.parametrize("variant", ["nspt", "ntpt"])
+def test_coconut_rehearsal_samples_without_a_teacher_are_an_error(variant):
+    """Rehearsal samples exist only after a previous task, which sets the teacher: a batch with some and no
+    teacher is a wiring bug, not a batch to skip the term on."""
+    from pipeline.continual.coconut import Coconut
+    from test_model import make
+
+    model = make("gru").train()
+    algo = Coconut(variant, 0.1, 0.3, True, 0.1, 0.3)
+    algo.start_task(model, has_past=False)
+    out, feats, lens, tokens, y, rehearsal = _coconut_batch(model)
+    with pytest.raises(RuntimeError, match="no teacher"):
+        algo.penalty(model, out, feats, lens, tokens, y, rehearsal)
+    assert set(algo.penalty(model, out, feats, lens, tokens, y, ~torch_bool([1] * 6))) == {"mm"}  # task 0: no rehearsal
+    algo.start_task(model, has_past=True)
+    assert set(algo.penalty(model, out, feats, lens, tokens, y, rehearsal)) == {"contrastive", "mm"}
+
+
+def test_coconut_supcon_needs_no_teacher_and_terms_are_float32_under_autocast():
+    import torch
+
+    from pipeline.continual.coconut import Coconut
+    from test_model import make
+
+    model = make("gru").train()
+    for variant in ("supcon", "nspt"):
+        algo = Coconut(variant, 0.1, 0.3, True, 0.1, 0.3)
+        algo.start_task(model, has_past=True)
+        assert (algo.teacher is None) == (variant == "supcon")
+        with torch.autocast("cpu", dtype=torch.bfloat16):  # what the plugin does on CUDA
+            out, feats, lens, tokens, y, rehearsal = _coconut_batch(model)
+            terms = algo.penalty(model, out, feats, lens, tokens, y, rehearsal)
+        assert set(terms) == {"contrastive", "mm"}
+        assert all(t.dtype == torch.float32 and torch.isfinite(t) and t > 0 for t in terms.values()), variant
+
+
+def _history(workdir: Path, models: str, strategy: str, task: int) -> list[dict]:
+    return json.loads((workdir / models / strategy / "s0" / f"task{task}" / "state.json").read_text())["history"]
+
+
+@pytest.mark.parametrize("strategy, every_task, later_tasks", [("coconut", ["mm"], ["contrastive"]), ("lwf", [], ["lwf"])])
+def test_training_history_shows_each_term_active(workdir, strategy, every_task, later_tasks):
+    """COCONUT's MM term from task 0 on and its NSPT term from task 1 on (rehearsal samples need a previous task),
+    LwF's from task 1 on: every epoch's history has them, finite and > 0; task 0 has no term that needs a past."""
+    import math
+
+    run_chain(workdir, strategy, "terms-" + strategy)
+    for task, expected in ((0, every_task), (1, every_task + later_tasks)):
+        hist = _history(workdir, "terms-" + strategy, strategy, task)
+        assert len(hist) == 2, task  # TINY: 2 epochs per task
+        for h in hist:
+            for term in expected:
+                assert term in h and math.isfinite(h[term]) and h[term] > 0, (task, term, h)
+            for term in set(later_tasks) - set(expected):
+                assert term not in h, (task, term, h)

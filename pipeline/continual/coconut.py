@@ -38,22 +38,30 @@ class Coconut:
         self.lambda_contrastive, self.lambda_mm = lambda_contrastive, lambda_mm
         self.teacher: SLUModel | None = None
 
+    @property
+    def needs_teacher(self) -> bool:
+        """NSPT and NTPT take their positives from the teacher; SupCon uses the student alone."""
+        return self.contrastive is not None and self.contrastive.variant != "supcon"
+
     def start_task(self, model: SLUModel, has_past: bool) -> None:
-        """Freeze a copy of the model as the teacher, if there was a previous task."""
-        self.teacher = frozen_copy(model) if has_past and self.contrastive is not None else None
+        """Freeze a copy of the model as the teacher, if there was a previous task and the variant uses one."""
+        self.teacher = frozen_copy(model) if has_past and self.needs_teacher else None
 
     def penalty(self, model: SLUModel, out: SLUOutput, feats, feat_lens, tokens, y, rehearsal: torch.Tensor) -> dict:
-        """The weighted extra terms for one mini-batch; ``rehearsal`` [B] marks buffer samples."""
+        """The weighted extra terms for one mini-batch; ``rehearsal`` [B] marks buffer samples. Both terms are
+        computed in float32 (the losses leave autocast)."""
         terms: dict[str, torch.Tensor] = {}
         student = model.audio_embedding(out.audio_pooled)  # [B, P]
         if self.contrastive is not None and bool(rehearsal.any()):
             teacher = None
-            if self.teacher is not None:
+            if self.needs_teacher:
+                if self.teacher is None:  # rehearsal samples exist only after a previous task, which set the teacher
+                    raise RuntimeError(f"COCONUT {self.contrastive.variant}: a batch holds rehearsal samples but there is "
+                                       "no teacher (start_task was not called with has_past=True)")
                 with torch.no_grad():
                     memory, _, pad = self.teacher.encode(feats, feat_lens)
                     teacher = self.teacher.audio_embedding(masked_mean(memory, pad))
-            if teacher is not None or self.contrastive.variant == "supcon":
-                terms["contrastive"] = self.lambda_contrastive * self.contrastive(student, teacher, y, rehearsal)
+            terms["contrastive"] = self.lambda_contrastive * self.contrastive(student, teacher, y, rehearsal)
         if self.mm is not None:
             current = ~rehearsal
             text = model.text_embedding(tokens)
