@@ -2,7 +2,7 @@
 
 ``random``: Avalanche's ClassBalancedBuffer (reservoir sampling per class, memory split evenly over the
 classes seen so far). ``herding``: Avalanche's ParametricBuffer grouped by class with iCaRL herding on
-the model's pooled encoder states. Either is written to the checkpoint as, per class, the indices of its
+the model's pooled encoder states, a class's exemplars kept in herding order and shrunk to a prefix of it. Either is written to the checkpoint as, per class, the indices of its
 samples in the training split (plus the reservoir weights), and rebuilt from the training dataset.
 """
 
@@ -48,9 +48,34 @@ class EncoderHerding(HerdingSelectionStrategy):
         return self.make_sorted_indices_from_features(torch.cat(feats))
 
 
+class HerdingBuffer(ParametricBuffer):
+    """iCaRL's exemplar management (Rebuffi et al. 2017, Algorithms 4 and 5) on Avalanche's ParametricBuffer
+    grouped by class: a new class's samples are herded once, around the mean of all of them, and the first
+    ones of that order kept; a class that must give room keeps a prefix of its order (ReduceExemplarSet).
+
+    ParametricBuffer.post_adapt would herd each class's kept samples again at every resize, around their
+    own mean: the order changes after the first task and a later shrink may keep other samples.
+    after_training_exp (via post_adapt): reads exp.dataset, strategy.eval_mb_size, .device.
+    """
+
+    def post_adapt(self, agent, exp):
+        new_groups = self._make_groups(agent, exp.dataset)
+        self.seen_groups.update(new_groups.keys())
+        sizes = dict(zip(self.seen_groups, self.get_group_lengths(len(self.seen_groups))))
+        for c, data in new_groups.items():
+            if c in self.buffer_groups:  # a class seen again (joint): herd its kept and new samples together
+                data = self.buffer_groups[c].buffer.concat(data)
+            group = _ParametricSingleBuffer(sizes[c], self.selection_strategy)
+            group.buffer = data.subset(self.selection_strategy.make_sorted_indices(agent, data)[: sizes[c]])
+            self.buffer_groups[c] = group
+        for c, group in self.buffer_groups.items():
+            group.max_size = sizes[c]
+            group.buffer = group.buffer.subset(list(range(min(sizes[c], len(group.buffer)))))
+
+
 def make_storage_policy(selection: str, capacity: int, model):
     if selection == "herding":
-        return ParametricBuffer(capacity, groupby="class", selection_strategy=EncoderHerding(model))
+        return HerdingBuffer(capacity, groupby="class", selection_strategy=EncoderHerding(model))
     return ClassBalancedBuffer(capacity, adaptive_size=True)
 
 
