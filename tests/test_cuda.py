@@ -1,11 +1,12 @@
-"""The CUDA code path: model and losses agree with the CPU, bf16 autocast trains, and the real stages
-run two tasks on the GPU with checkpoints that a CPU-only machine can load. Skipped without a GPU (CI has
-none); run it on a GPU machine with ``pytest tests/test_cuda.py``.
+"""The CUDA code path: model and losses agree with the CPU, bf16 autocast trains, every kind of strategy
+runs two tasks through the real stages on the GPU, and a GPU checkpoint continues on a CPU-only machine.
+Skipped without a GPU (CI has none); run it on a GPU machine with ``pytest tests/test_cuda.py``.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -21,6 +22,7 @@ from pipeline.__main__ import main as cli
 from pipeline.losses import MultimodalInfoNCELoss, RehearsalContrastiveLoss, SequenceKDLoss
 from pipeline.models.slu import SLUModel
 from test_model import make as make_small
+from test_train import TINY, run_chain
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -116,38 +118,58 @@ def test_losses_match_the_cpu():
 
 # ----------------------------------------------------------------------------- the stages on the GPU
 
-PARAMS = {
-    "seeds": [0],
-    "split": {"preset": None, "n_tasks": 2, "class_order": "paper"},
-    "model": {"d_model": 32, "encoder_layers": 1, "decoder_layers": 1, "heads": 2, "ff_mult": 2, "proj_dim": 16},
-    "train": {"device": "auto", "first_task_epochs": 2, "epochs": 2, "batch_size": 16, "eval_batch_size": 64,
-              "progress": False, "reset_optimizer": False},
-    "cil": {"strategies": ["coconut+skd"], "tasks": [{"k": 0, "prev": "init"}, {"k": 1, "prev": "task0"}]},
-    "recipes": {"coconut+skd": {"replay": True, "buffer_size": 20, "contrastive": "nspt", "mm": True, "skd": True}},
-}
+#: test_train's tiny params, on the GPU (optimiser state carried over, so that the CPU continuation loads it)
+PARAMS = dict(TINY, train=dict(TINY["train"], device="cuda", reset_optimizer=False))
+#: every kind of strategy (TINY's recipes): baselines, rehearsal, regularisers, S-KD, COCONUT, joint
+KINDS = ["finetune", "replay", "herding", "lwf", "ewc", "skd", "coconut", "coconut+skd", "joint"]
+#: loss terms a strategy's task-1 history must show (finite, > 0)
+TERMS = {"lwf": ["lwf"], "ewc": ["ewc"], "skd": ["skd"], "coconut": ["contrastive", "mm"],
+         "coconut+skd": ["contrastive", "mm", "skd"]}
 
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory) -> Path:
-    from test_prepare import audio_fn, fsc_rows  # the FSC-layout fixture of the prepare tests (tones, no espeak)
+    """test_train's layout (params.yaml, data/prepared) on an FSC-layout corpus of tones (no espeak needed);
+    params-auto.yaml: the same with ``train.device: auto``, for a process that sees no GPU."""
+    from test_prepare import audio_fn, fsc_rows  # the FSC-layout fixture of the prepare tests
 
     root = tmp_path_factory.mktemp("cuda")
     rows = fsc_rows(train_per_intent=lambda k: 4)
     fsc = make_fsc(root / "fsc", rows, audio=audio_fn([r[0] for r in rows]))
-    params = dict(PARAMS, data={"source": "fsc", "root": str(fsc)})
-    (root / "params.yaml").write_text(yaml.safe_dump(params))
-    assert cli(["prepare", "--params", str(root / "params.yaml"), "--out", str(root / "prepared"), "--no-progress"]) == 0
+    for name, device in (("params.yaml", "cuda"), ("params-auto.yaml", "auto")):
+        params = dict(PARAMS, data={"source": "fsc", "root": str(fsc)}, train=dict(PARAMS["train"], device=device))
+        (root / name).write_text(yaml.safe_dump(params))
+    out = root / "data" / "prepared"
+    assert cli(["prepare", "--params", str(root / "params.yaml"), "--out", str(out), "--no-progress"]) == 0
     return root
 
 
+@pytest.mark.parametrize("strategy", KINDS)
+def test_strategy_trains_two_tasks_on_the_gpu(workdir, strategy):
+    torch.cuda.reset_peak_memory_stats()
+    rows = run_chain(workdir, strategy, "models-" + strategy)
+    assert torch.cuda.max_memory_allocated() > 0  # it ran on the GPU
+    folder = workdir / ("models-" + strategy) / strategy / "s0"
+    for k, row in enumerate(rows):
+        assert len(row["acc_per_task"]) == k + 1
+        assert all(0.0 <= a <= 1.0 for a in row["acc_per_task"]) and 0.0 <= row["acc_seen"] <= 1.0
+        hist = json.loads((folder / f"task{k}" / "state.json").read_text())["history"]
+        assert hist and all(math.isfinite(v) for h in hist for v in h.values()), hist
+    for term in TERMS.get(strategy, []):
+        assert all(h.get(term, 0) > 0 for h in hist), (term, hist)  # task 1: the term ran every epoch
+    if strategy == "ewc":  # the Fisher pass (a backward through cuDNN's GRU) ran at the end of each task
+        from safetensors.torch import load_file
+
+        for k in (0, 1):
+            fisher = {n: t for n, t in load_file(str(folder / f"task{k}" / "ewc.safetensors")).items() if n.startswith("fisher.")}
+            assert fisher and all(torch.isfinite(t).all() for t in fisher.values())
+            assert sum(float(t.sum()) for t in fisher.values()) > 0
+
+
 def test_two_tasks_train_on_the_gpu_and_continue_on_a_cpu(workdir):
-    common = ["--strategy", "coconut+skd", "--seed", "0", "--params", str(workdir / "params.yaml"),
-              "--prepared", str(workdir / "prepared"), "--models", str(workdir / "models")]
-    assert cli(["init", *common]) == 0
-    for k in (0, 1):
-        assert cli(["train", *common, "--task", str(k)]) == 0
+    rows = run_chain(workdir, "coconut+skd", "models")
     folder = workdir / "models" / "coconut+skd" / "s0"
-    row = json.loads((folder / "task1" / "eval.json").read_text())
+    row = rows[1]
     assert len(row["acc_per_task"]) == 2 and row["buffer_size"] > 0 and row["wer_seen"] is not None
     hist = json.loads((folder / "task1" / "state.json").read_text())["history"]
     assert all(h["loss"] == h["loss"] for h in hist) and all(h.get("skd", 0) > 0 for h in hist)  # finite, S-KD ran
@@ -155,8 +177,9 @@ def test_two_tasks_train_on_the_gpu_and_continue_on_a_cpu(workdir):
     cpu_root = workdir / "cpu-models" / "coconut+skd" / "s0"
     shutil.copytree(folder / "task0", cpu_root / "task0")
     env = dict(os.environ, CUDA_VISIBLE_DEVICES="")
-    res = subprocess.run([sys.executable, "-m", "pipeline", "train", *common[:-1], str(workdir / "cpu-models"), "--task", "1"],
-                         capture_output=True, text=True, env=env)
+    res = subprocess.run([sys.executable, "-m", "pipeline", "train", "--strategy", "coconut+skd", "--seed", "0",
+                          "--params", str(workdir / "params-auto.yaml"), "--prepared", str(workdir / "data" / "prepared"),
+                          "--models", str(workdir / "cpu-models"), "--task", "1"], capture_output=True, text=True, env=env)
     assert res.returncode == 0, res.stderr
     cpu_row = json.loads((cpu_root / "task1" / "eval.json").read_text())
     assert len(cpu_row["acc_per_task"]) == 2 and cpu_row["buffer_size"] == row["buffer_size"]
