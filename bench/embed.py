@@ -67,10 +67,11 @@ def stage(vision: Path, prepared: Path) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         t = time.time()
         subprocess.run([sys.executable, "-m", "pipeline", "embed", "--vision", str(vision), "--prepared", str(prepared),
-                        "--out", str(Path(tmp) / "emb"), "--no-progress"], check=True)
+                        "--out", str(Path(tmp) / "emb"), "--timing", str(Path(tmp) / "timing.json"), "--no-progress"],
+                       check=True)
         wall = time.time() - t
         rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-        print(f"embed stage: {wall:.1f} s wall, peak memory {rss:.0f} MB; stats: {(Path(tmp) / 'emb' / 'stats.json').read_text()}")
+        print(f"embed stage: {wall:.1f} s wall, peak memory {rss:.0f} MB; stats: {(Path(tmp) / 'timing.json').read_text()}")
 
 
 def main() -> None:

@@ -160,7 +160,8 @@ def write_inputs(root: Path) -> None:
 
 def run_embed(root: Path, out: str) -> int:
     return cli(["embed", "--params", str(root / "params.yaml"), "--vision", str(root / "vision"), "--prepared",
-                str(root / "prepared"), "--out", str(root / out), "--no-progress"])
+                str(root / "prepared"), "--out", str(root / out), "--timing", str(root / f"{out}-timing.json"),
+                "--no-progress"])
 
 
 @pytest.fixture(scope="module")
@@ -201,8 +202,8 @@ def test_embed_stage_sets(embedded):
 
 def test_embed_stage_is_deterministic(embedded):
     a, b = embedded / "a", embedded / "b"
-    files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file() and p.name != "stats.json")
-    assert files and files == sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file() and p.name != "stats.json")
+    files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
+    assert files and files == sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
     for f in files:
         assert (a / f).read_bytes() == (b / f).read_bytes(), f
 

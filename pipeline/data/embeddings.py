@@ -7,7 +7,7 @@ Layout of ``data/embeddings``::
     image/<set>.safetensors   {"emb": float16 [N, 1280]}, unit rows, one per image in the split's order
     image/<set>.json          {"ids": [N image ids], "source", "split", "tower", "dim"}
     manifest.json             {"towers": {"text": fp, "image": fp}, "sets": {"text/<set>": {"n", "dim", "tower"}, ...}}
-    stats.json                embeddings/s per tower, seconds
+    (timings, embeddings/s per tower: the stage's --timing file, outside the folder: its bytes depend only on the inputs)
 
 Text sets: ``captions-<source>`` (ids = the unique captions; refs: image id -> its rows),
 ``transcripts`` (ids = the unique transcripts; refs: split -> one row per utterance of

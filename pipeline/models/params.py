@@ -13,7 +13,7 @@ from typing import Literal, Optional
 
 from pipeline.core.params import NAME_RE, read_yaml, register_section, require, section
 
-#: the 35 words of Google Speech Commands v2 (reference section 10)
+#: the 35 words of Google Speech Commands v2 (Warden 2018, arXiv:1804.03209)
 SPEECH_COMMANDS_WORDS = (
     "yes no up down left right on off stop go zero one two three four five six seven eight nine bed bird cat dog "
     "happy house marvin sheila tree wow backward forward follow learn visual"

@@ -22,7 +22,7 @@ from pipeline.errors import DataError
 from pipeline.models.params import EmbedConfig, load_embed_params
 
 #: what the stage writes at the top of --out
-OUTPUT_ENTRIES = ("text", "image", "manifest.json", "stats.json")
+OUTPUT_ENTRIES = ("text", "image", "manifest.json")
 SPEECH_SPLITS = ("train", "valid", "test")
 
 
@@ -30,6 +30,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--vision", default="data/vision", help="image corpora, one folder per source (default: data/vision)")
     parser.add_argument("--prepared", default="data/prepared", help="the prepare stage's folder (default: data/prepared)")
     parser.add_argument("--out", default="data/embeddings", help="output folder (default: data/embeddings)")
+    parser.add_argument("--timing", default="reports/vision/embed.json",
+                        help="where the timings go (default: reports/vision/embed.json; not in --out, whose bytes "
+                             "depend only on the inputs)")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
@@ -159,7 +162,8 @@ def main(args) -> None:
         stats["seconds"] = round(time.time() - t0, 2)
         stats["device"] = device.type
         (work / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
-        (work / "stats.json").write_text(json.dumps(stats, indent=1))
+    Path(args.timing).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.timing).write_text(json.dumps(stats, indent=1) + "\n")
     print(f"embed: {stats['text']['n']} distinct texts ({stats['text']['per_second']:.0f}/s), "
           f"{n_images} images ({stats['image']['per_second']:.0f}/s) in {len(manifest['sets'])} sets, "
           f"{stats['seconds']:.1f} s")
