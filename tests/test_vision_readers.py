@@ -384,9 +384,9 @@ def test_jsonl_bad_data(tmp_path):
         path.write_text("".join(json.dumps(r) + "\n" for r in rows))
         one_error(lambda: read_real("jsonl", path), *names)
     path.write_text("{not json\n")
-    one_error(lambda: read_real("jsonl", path), "c.jsonl:1", "not JSON")
+    one_error(lambda: read_real("jsonl", path), "c.jsonl:1", "invalid JSON")
     path.write_bytes(b"\xff\xfe\x00binary")
-    one_error(lambda: read_real("jsonl", path), path, "unreadable")
+    one_error(lambda: read_real("jsonl", path), path, "not UTF-8 text")
 
 
 def coco(images, annotations) -> str:

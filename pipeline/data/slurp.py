@@ -41,6 +41,7 @@ from typing import Optional
 
 from pipeline.data.corpus import Utterance
 from pipeline.data.fsc import normalize_transcript
+from pipeline.data.jsonl import json_objects
 from pipeline.errors import DataError, ParamsError
 
 # The 18 scenarios of the SLURP release (for a validation warning only; the classes come from train).
@@ -161,33 +162,23 @@ def _read_jsonl(path: Path):
     """
     if not path.is_file():
         raise DataError(f"{path}: SLURP annotation file not found")
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataError(f"{where}: invalid JSON ({err.msg} at column {err.colno})") from err
-            if not isinstance(rec, dict):
-                raise DataError(f"{where}: expected a JSON object, got {type(rec).__name__}")
-            absent = [k for k in REQUIRED_KEYS if k not in rec]
-            if absent:
-                raise DataError(f"{where}: missing key(s) {', '.join(absent)}")
-            for key in ("sentence", "scenario"):
-                if not isinstance(rec[key], str) or not rec[key].strip():
-                    raise DataError(f"{where}: {key!r} must be a non-empty string, got {rec[key]!r}")
-            recordings = rec["recordings"]
-            if not isinstance(recordings, list):
-                raise DataError(f"{where}: 'recordings' must be a list, got {type(recordings).__name__}")
-            files = []
-            for i, r in enumerate(recordings):
-                file = r.get("file") if isinstance(r, dict) else None
-                if not isinstance(file, str) or not file.strip():
-                    raise DataError(f"{where}: recordings[{i}] lacks a 'file' name")
-                files.append(file.strip())
-            yield where, {**rec, "scenario": rec["scenario"].strip(), "recordings": files}
+    for where, rec in json_objects(path):
+        absent = [k for k in REQUIRED_KEYS if k not in rec]
+        if absent:
+            raise DataError(f"{where}: missing key(s) {', '.join(absent)}")
+        for key in ("sentence", "scenario"):
+            if not isinstance(rec[key], str) or not rec[key].strip():
+                raise DataError(f"{where}: {key!r} must be a non-empty string, got {rec[key]!r}")
+        recordings = rec["recordings"]
+        if not isinstance(recordings, list):
+            raise DataError(f"{where}: 'recordings' must be a list, got {type(recordings).__name__}")
+        files = []
+        for i, r in enumerate(recordings):
+            file = r.get("file") if isinstance(r, dict) else None
+            if not isinstance(file, str) or not file.strip():
+                raise DataError(f"{where}: recordings[{i}] lacks a 'file' name")
+            files.append(file.strip())
+        yield where, {**rec, "scenario": rec["scenario"].strip(), "recordings": files}
 
 
 def _read_speakers(path: Path) -> dict[str, str]:

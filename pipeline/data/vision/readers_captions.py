@@ -34,6 +34,7 @@ import numpy as np
 
 from pipeline.data.vision.imageset import ImageSet
 from pipeline.data.vision.readers_common import check_image_size, finish_splits, load_images, one_line, split_name
+from pipeline.data.jsonl import json_objects
 from pipeline.errors import DataError, ParamsError
 
 
@@ -57,19 +58,8 @@ def read_jsonl(root: Path, *, images: Optional[str] = None, image_size=None, val
         raise DataError(f"{root}: missing (the JSON-lines caption file)")
     entries: dict[str, dict] = {}  # image -> {"captions", "label", "split"}, in first-seen order
     has = {"label": set(), "split": set()}  # whether lines have the optional keys (must agree)
-    try:
-        lines = root.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"{root}: unreadable caption file ({one_line(exc)})") from None
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        where = f"{root}:{n}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{where}: not JSON ({one_line(exc)})") from None
-        if not isinstance(row, dict) or not isinstance(row.get("image"), str) or not isinstance(row.get("caption"), str):
+    for where, row in json_objects(root):
+        if not isinstance(row.get("image"), str) or not isinstance(row.get("caption"), str):
             raise DataError(f"{where}: expected an object with string 'image' and 'caption'")
         for key in has:
             has[key].add(key in row)
