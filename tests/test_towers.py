@@ -38,6 +38,14 @@ def test_minilm_known_cosine(text_tower):
     assert round(float(e[0] @ e[1]), 3) == 0.886  # what sentence-transformers gives for this pair
 
 
+def test_text_tower_agrees_with_sentence_transformers(text_tower):
+    """The peer library's sentence embeddings of the same packaged model (mean pooling, normalised)."""
+    st = pytest.importorskip("sentence_transformers")
+    texts = ["turn on the kitchen lights", "a tiny crimson triangle on the left", "yes", "decrease the heat in the bedroom"]
+    ref = st.SentenceTransformer(str(text_folder(TextTowerConfig())), device="cpu").encode(texts, normalize_embeddings=True)
+    assert torch.allclose(text_tower.encode(texts), torch.from_numpy(ref), atol=1e-5)
+
+
 def test_text_order_kept_whatever_the_batching(text_tower):
     texts = ["a red circle", "bring me the newspaper from the kitchen table please", "yes", "a blue star"]
     batched = text_tower.encode(texts)
