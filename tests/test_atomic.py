@@ -71,3 +71,28 @@ def test_prepare_refuses_an_out_folder_it_did_not_write(tmp_path, capsys):
     assert err.startswith(f"error: {home}: exists and is not an output of prepare") and "\n" not in err
     assert (home / "thesis.tex").read_text() == "years of work"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["home"]
+
+
+def test_a_users_old_and_tmp_folders_beside_the_output_are_never_deleted(tmp_path):
+    out = tmp_path / "out"
+    with atomic_dir(out, owner="stage-a") as tmp:
+        (tmp / "x.txt").write_text("one")
+    backup = tmp_path / "out.old"  # e.g. `mv out out.old` before a re-run
+    backup.mkdir()
+    (backup / "precious.txt").write_text("keep")
+    with atomic_dir(out, owner="stage-a") as tmp:
+        (tmp / "x.txt").write_text("two")
+    assert (backup / "precious.txt").read_text() == "keep" and (out / "x.txt").read_text() == "two"
+    mine = tmp_path / "out.tmp"  # a folder of that name that a killed run of this stage did not leave
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    with pytest.raises(UserError, match="is not a temporary folder of stage-a"):
+        with atomic_dir(out, owner="stage-a"):
+            pytest.fail("the block must not run")
+    assert (mine / "notes.txt").read_text() == "mine" and (out / "x.txt").read_text() == "two"
+    (mine / "notes.txt").unlink()
+    (mine / MARKER).write_text("stage-a\n")  # a stale one of ours is cleared
+    with atomic_dir(out, owner="stage-a") as tmp:
+        (tmp / "x.txt").write_text("three")
+    assert (out / "x.txt").read_text() == "three" and not mine.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "out.old"]

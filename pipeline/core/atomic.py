@@ -2,7 +2,8 @@
 
 ``with atomic_dir(out, owner="prepare") as tmp:`` yields ``<out>.tmp``; when the block succeeds, ``tmp``
 replaces ``out``; when it raises (or the process is killed) ``out`` is untouched and nothing that looks
-complete is left behind (a stale ``<out>.tmp`` is removed by the next run).
+complete is left behind (a stale ``<out>.tmp`` of the same owner is removed by the next run; a folder of
+that name without the owner's marker is refused, never deleted).
 
 Every folder written this way holds a marker file naming its owner (the stage or writer that made it).
 An existing ``out`` is replaced only if it is empty, carries the same owner's marker, or (folders written
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -53,8 +55,9 @@ def atomic_dir(out: str | Path, owner: str, legacy: Iterable[str] = ()) -> Itera
     legacy = tuple(legacy)
     check_replaceable(out, owner, legacy)
     tmp = out.with_name(out.name + ".tmp")
-    if tmp.exists():
-        if owner_of(tmp) not in (owner, None) or not tmp.is_dir():
+    if tmp.exists() or tmp.is_symlink():
+        # a stale one of ours (a killed run) is removed; anything else at that name is the user's
+        if tmp.is_symlink() or not tmp.is_dir() or owner_of(tmp) != owner:
             raise UserError(f"{tmp}: exists and is not a temporary folder of {owner}; remove it")
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
@@ -74,9 +77,9 @@ def replace_dir(tmp: Path, out: Path) -> None:
             dest = tmp / ign.relative_to(out)
             if dest.parent.is_dir() and not dest.exists():
                 shutil.copy2(ign, dest)
-        old = out.with_name(out.name + ".old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(out, old)
+        # a fresh name for the old folder: never one a user may have made (``<out>.old`` as a backup)
+        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+        os.replace(out, old / out.name)
         os.replace(tmp, out)
         shutil.rmtree(old, ignore_errors=True)
     else:
