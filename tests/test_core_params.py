@@ -91,3 +91,24 @@ def test_a_section_cannot_be_registered_twice_with_another_schema(toy_registered
     P.register_section("toy", ToySection)  # the same schema again is fine (a module imported twice)
     with pytest.raises(RuntimeError, match="registered twice"):
         P.register_section("toy", ToyInner)
+
+
+def test_a_null_mapping_value_is_empty_only_for_mapping_schemas():
+    assert P.section({"r": {"a": None}}, dict[str, ToyInner], "r") == {"a": ToyInner()}
+    assert error(lambda: P.section({"t": {"a": None}}, dict[str, str], "t")).startswith(
+        "params: t.a: expected a string, got None")
+
+
+@pytest.mark.parametrize("template, needle", [
+    ("{action", "not a valid template"),
+    ("{name!r}", "plain fields only"),
+    ("{name:>10}", "plain fields only"),
+    ("a {label}", "use the field {name} only"),
+])  # fmt: skip
+def test_a_bad_template_is_one_line_naming_the_key(template, needle):
+    from pipeline.models.params import EmbedConfig
+
+    key = "embed.intent_template" if template == "{action" else "embed.class_template"
+    value = {"intent_template": template} if template == "{action" else {"class_template": template}
+    msg = error(lambda: P.section({"embed": value}, EmbedConfig, "embed"))
+    assert msg.startswith(f"params: {key}: ") and needle in msg

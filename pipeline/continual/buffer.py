@@ -8,7 +8,6 @@ samples in the training split (plus the reservoir weights), and rebuilt from the
 
 from __future__ import annotations
 
-import pipeline.continual.avalanche_import  # noqa: F401  (must precede the avalanche imports)
 import torch
 from avalanche.training.storage_policy import (
     ClassBalancedBuffer,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 
-import pipeline.continual.avalanche_import  # noqa: F401  (must precede the avalanche imports)
 import torch
 from avalanche.core import SupervisedPlugin
 from avalanche.training.plugins import ReplayPlugin

@@ -125,7 +125,7 @@ class TaskRun:
         return ckpt.json_digest({
             "data": self.prep.digest,
             "recipe": asdict(recipe or self.recipe), "train": asdict(self.p.train), "model": asdict(self.p.model),
-            "seed": self.seed, "task": self.k, "prev": ckpt.file_digest(self.prev / "model.safetensors"),
+            "seed": self.seed, "task": self.k, "prev": self.prev_digest,
             "prev_model_fingerprint": prev_meta.get("model_fingerprint"),
         })
 
@@ -162,6 +162,7 @@ class TaskRun:
         from pipeline.continual.first_task import first_task_recipe
 
         self.prev_meta = load_previous(self.prev, model, model_fingerprint(self.p.model, self.prep))
+        self.prev_digest = ckpt.file_digest(self.prev / "model.safetensors")  # read by both fingerprints
         self.fp = self.fingerprint(self.prev_meta)
         self.first_fp = self.fingerprint(self.prev_meta, first_task_recipe(self.recipe)) if self.k == 0 else None
         model.to(self.device)

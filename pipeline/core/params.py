@@ -64,7 +64,9 @@ def convert(value: Any, tp: Any, key: str) -> Any:
     elif origin is dict:
         _, inner = typing.get_args(tp)
         if isinstance(value, dict):
-            return {str(k): convert(v if v is not None else {}, inner, f"{key}.{k}") for k, v in value.items()}
+            # ``recipes: {finetune: }``: a null mapping value is an empty mapping (only for mapping schemas)
+            empty = {} if dataclasses.is_dataclass(inner) else None
+            return {str(k): convert(empty if v is None else v, inner, f"{key}.{k}") for k, v in value.items()}
     elif tp is type(None):
         if value is None:
             return None

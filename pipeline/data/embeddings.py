@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from pipeline.errors import DataError
 
@@ -80,3 +80,12 @@ def read_manifest(root: str | Path) -> dict:
     if not f.is_file():
         raise DataError(f"{f}: missing; run the embed stage (dvc repro embed)")
     return json.loads(f.read_text())
+
+
+def write_set(folder: Path, name: str, emb, meta: dict) -> dict:
+    """Write one set as :func:`load_embeddings` reads it: ``<name>.safetensors`` ({"emb": float16 [N, D]}) and
+    ``<name>.json`` (``meta`` + dim); returns its manifest entry."""
+    folder.mkdir(exist_ok=True)
+    save_file({"emb": emb.half().contiguous()}, str(folder / f"{name}.safetensors"))
+    (folder / f"{name}.json").write_text(json.dumps({**meta, "dim": int(emb.shape[1])}, sort_keys=True))
+    return {"n": int(emb.shape[0]), "dim": int(emb.shape[1]), "tower": meta["tower"]}

@@ -37,7 +37,7 @@ class ShapesConfig:
     max_rotation: int = 180  # degrees, uniform in [-max, max]
     backgrounds: list[Literal["plain", "gradient", "noise"]] = field(
         default_factory=lambda: ["plain", "gradient", "noise"])
-    captions_per_image: int = 3
+    captions_per_image: int = 2  # 3: 45k distinct captions to embed, over embed's 2-minute budget
     partial_caption_share: float = 0.3  # share of captions that mention only some attributes
 
     def n_values(self, attribute: str) -> int:

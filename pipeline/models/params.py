@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Optional
 
-from pipeline.core.params import NAME_RE, read_yaml, register_section, require, section
+from pipeline.core.params import check_name, read_yaml, register_section, require, section
+from pipeline.errors import ParamsError
 
 #: the 35 words of Google Speech Commands v2 (Warden 2018, arXiv:1804.03209)
 SPEECH_COMMANDS_WORDS = (
@@ -20,8 +21,17 @@ SPEECH_COMMANDS_WORDS = (
 ).split()
 
 
-def _fields(template: str) -> set[str]:
-    return {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+def _fields(template: str, key: str) -> set[str]:
+    """The field names of a str.format template; a malformed one, a conversion (``!r``) or a format spec is a
+    one-line params error naming ``key``."""
+    try:
+        parts = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise ParamsError(f"params: {key}: {template!r}: not a valid template ({exc})") from None
+    for _, name, spec, conversion in parts:
+        require(name is None or (not spec and conversion is None), key,
+                f"{template!r}: plain fields only, like {{name}} (no conversion or format spec)")
+    return {name for _, name, _, _ in parts if name is not None}
 
 
 @dataclass
@@ -81,16 +91,16 @@ class EmbedConfig:
 
     def validate(self, key: str) -> None:
         for i, name in enumerate(self.vision_sources):
-            require(NAME_RE.fullmatch(name) is not None and ".." not in name, f"{key}.vision_sources[{i}]",
-                    f"{name!r}: a folder name (letters, digits, + - _ .)")
+            check_name(name, f"{key}.vision_sources[{i}]")  # a folder of --vision
         require(len(set(self.vision_sources)) == len(self.vision_sources), f"{key}.vision_sources", "listed twice")
-        require(_fields(self.intent_template) <= {"action", "object", "location"} and _fields(self.intent_template),
+        fields = _fields(self.intent_template, f"{key}.intent_template")
+        require(fields <= {"action", "object", "location"} and bool(fields),
                 f"{key}.intent_template", "use the fields {action}, {object}, {location} only")
         require(len(self.keywords) >= 1 and all(w.strip() for w in self.keywords), f"{key}.keywords",
                 "list one or more non-empty words")
         for k, tpl in [("class_template", self.class_template),
                        *((f"class_templates.{s}", t) for s, t in self.class_templates.items())]:
-            require(_fields(tpl) == {"name"}, f"{key}.{k}", f"{tpl!r}: use the field {{name}} only")
+            require(_fields(tpl, f"{key}.{k}") == {"name"}, f"{key}.{k}", f"{tpl!r}: use the field {{name}} only")
 
     def template_for(self, source: str) -> str:
         return self.class_templates.get(source, self.class_template)

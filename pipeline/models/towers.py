@@ -17,7 +17,6 @@ import os
 from pathlib import Path
 
 from pipeline.core.checkpoint import file_digest, json_digest
-from pipeline.data.embeddings import TOWER_KEYS  # noqa: F401  (tower name -> the params key its errors name)
 from pipeline.models.params import TowersConfig
 
 

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from pipeline.core.atomic import atomic_dir
+from pipeline.data.embeddings import write_set
 from pipeline.errors import DataError
 from pipeline.models.params import EmbedConfig, load_embed_params
 
@@ -112,16 +113,6 @@ def text_sets(cfg: EmbedConfig, vision: dict, transcripts: dict[str, list[str]])
     words, _ = unique(cfg.keywords)
     sets["keywords"] = {"ids": words, "texts": words}
     return sets
-
-
-def write_set(folder: Path, name: str, emb, meta: dict) -> dict:
-    """``<name>.safetensors`` ({"emb": float16 [N, D]}) and ``<name>.json``; returns its manifest entry."""
-    from safetensors.torch import save_file
-
-    folder.mkdir(exist_ok=True)
-    save_file({"emb": emb.half().contiguous()}, str(folder / f"{name}.safetensors"))
-    (folder / f"{name}.json").write_text(json.dumps({**meta, "dim": int(emb.shape[1])}, sort_keys=True))
-    return {"n": int(emb.shape[0]), "dim": int(emb.shape[1]), "tower": meta["tower"]}
 
 
 def main(args) -> None:

@@ -45,7 +45,8 @@ def main(args) -> None:
     work = out.with_name(out.name + ".work")  # outside the stage's output: DVC removes that before a run
     write_init(work / "init", params.model, prep, args.seed)  # the init stage's weights, byte for byte
     timing = {}
-    with atomic_dir(out, owner="first") as tmp:
+    # legacy: a folder written before owner markers holds the strategies' folders and timing.json
+    with atomic_dir(out, owner="first", legacy=[*params.cil.strategies, "timing.json"]) as tmp:
         for recipe, members in first_task_groups(params.recipes, params.cil.strategies):
             t0 = time.time()
             device = runtime.setup(params.train.device, args.seed, params.train.threads)  # as in a fresh train stage
