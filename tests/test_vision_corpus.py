@@ -10,7 +10,6 @@ import os
 import re
 import subprocess
 import sys
-import types
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +30,7 @@ RHO = 0.9
 
 @pytest.fixture(scope="module")
 def biased() -> dict[str, ImageSet]:
-    return shapes.make_shapes(ShapesConfig(**SMALL, rho=RHO), seed=3, size=32)
+    return shapes.make_shapes(ShapesConfig(**SMALL, rho=RHO, captions_per_image=3), seed=3, size=32)
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +51,7 @@ def same(a: ImageSet, b: ImageSet) -> bool:
 
 
 def test_same_params_same_corpus_other_seed_another(biased):
-    again = shapes.make_shapes(ShapesConfig(**SMALL, rho=RHO), seed=3, size=32)
+    again = shapes.make_shapes(ShapesConfig(**SMALL, rho=RHO, captions_per_image=3), seed=3, size=32)
     assert all(same(biased[s], again[s]) for s in biased)
     other = shapes.make_shapes(ShapesConfig(**SMALL, rho=RHO), seed=4, size=32)
     assert not np.array_equal(biased["train"].images, other["train"].images)
@@ -311,10 +310,12 @@ def test_a_real_dataset_goes_through_read_real(tmp_path, monkeypatch):
         img = np.arange(2 * 8 * 8 * 3, dtype=np.uint8).reshape(2, 8, 8, 3)
         return {s: ImageSet(img, np.array([0, 1]), ["cat", "dog"], [f"x-{s}-0", f"x-{s}-1"]) for s in ("train", "test")}
 
-    monkeypatch.setitem(sys.modules, "pipeline.data.vision.readers", types.SimpleNamespace(read_real=read_real))
+    from pipeline.data.vision import readers
+
+    monkeypatch.setattr(readers, "read_real", read_real)
     params = write_params(tmp_path, {"sources": ["digits"], "real": {"kind": "cifar10", "root": str(tmp_path)}})
     assert run_stage(params, tmp_path / "out") == 0
-    assert calls == [("cifar10", tmp_path, {"seed": 0})]
+    assert calls == [("cifar10", tmp_path, {"seed": 0, "valid_fraction": 0.1, "labels": "fine"})]  # what cifar10 takes
     back = read_split(tmp_path / "out/cifar10", "test")
     assert back.ids == ["x-test-0", "x-test-1"] and back.class_names == ["cat", "dog"]
     assert (tmp_path / "out/cifar10/grid.png").is_file() and (tmp_path / "out/digits/train.jsonl").is_file()
@@ -328,3 +329,23 @@ def test_params_counts_agree_with_the_vocabulary_table():
     assert params.N_VALUES == {a: len(ATTRIBUTES[a]) for a in params.N_VALUES}
     assert params.MAX_COLOURS == len(ATTRIBUTES["colour"]) == len(COLOUR_RGB)
     assert list(shapes.POSITION_ANCHOR) == list(ATTRIBUTES["position"]) and list(shapes.SIZE_FRACTION) == list(ATTRIBUTES["size"])
+
+
+def test_a_real_image_folder_through_the_stage_with_its_options(tmp_path, capsys):
+    """vision.real options reach the reader (image_size resizes mixed sizes); one that does not apply to the
+    kind is refused by name, not ignored."""
+    from PIL import Image
+
+    root = tmp_path / "photos"
+    for c in ("cat", "dog"):
+        (root / c).mkdir(parents=True)
+        for i in range(5):
+            Image.fromarray(np.full((10 + i, 12, 3), 40 * i, np.uint8)).save(root / c / f"{i}.png")
+    real = {"kind": "imagefolder", "root": str(root)}
+    assert run_stage(write_params(tmp_path, {"sources": [], "real": real}), tmp_path / "a") == 2
+    assert "set vision.real.image_size" in capsys.readouterr().err
+    assert run_stage(write_params(tmp_path, {"sources": [], "real": {**real, "image_size": 16}}), tmp_path / "b") == 0
+    sets = {s: read_split(tmp_path / "b" / "imagefolder", s) for s in ("train", "valid", "test")}
+    assert sum(len(v) for v in sets.values()) == 10 and sets["train"].images.shape[1:] == (16, 16, 3)
+    assert run_stage(write_params(tmp_path, {"sources": [], "real": {**real, "labels": "coarse"}}), tmp_path / "c") == 2
+    assert capsys.readouterr().err.startswith("error: params: vision.real.labels: does not apply to kind 'imagefolder'")

@@ -86,10 +86,27 @@ class RealConfig:
 
     kind: Literal["none", "mnist", "cifar10", "cifar100", "imagefolder", "jsonl", "coco"] = "none"
     root: Optional[str] = None
+    # options of the readers; each applies to the kinds whose reader takes it (a set one that does not apply
+    # to the kind is an error): see pipeline/data/vision/readers.py
+    image_size: Optional[int] = None  # imagefolder, jsonl, coco: resize to this side (null: all sizes must agree)
+    valid_fraction: float = 0.1  # drawn from train where the dataset has no valid split
+    test_fraction: float = 0.1  # imagefolder, jsonl, coco without split folders or fields
+    images: Optional[str] = None  # jsonl, coco: the image folder (default: next to the caption file)
+    split: Optional[str] = None  # coco: put a single captions file's images in this split
+    year: str = "2017"  # coco folder mode: captions_{train,val}<year>.json
+    labels: Literal["fine", "coarse"] = "fine"  # cifar100: the 100 fine or the 20 coarse classes
+
+    #: the reader options above (with their defaults, for "was it set?")
+    OPTIONS = ("image_size", "valid_fraction", "test_fraction", "images", "split", "year", "labels")
 
     def validate(self, key: str) -> None:
         if self.kind != "none":
             require(self.root is not None, f"{key}.root", f"is required with kind {self.kind!r} (the dataset's folder)")
+        require(self.image_size is None or self.image_size >= 8, f"{key}.image_size", "must be >= 8 or null")
+        for name in ("valid_fraction", "test_fraction"):
+            require(0.0 <= getattr(self, name) < 1.0, f"{key}.{name}", "must be in [0, 1)")
+        require(self.valid_fraction + self.test_fraction < 1.0, f"{key}.valid_fraction",
+                "valid_fraction + test_fraction must be below 1")
 
 
 @dataclass

@@ -49,10 +49,26 @@ def load_source(name: str, cfg: VisionConfig, progress: bool) -> tuple[dict, dic
         return digits.make_digits(cfg.digits, cfg.seed), digits.table(cfg.digits)
     from pipeline.data.vision.readers import read_real
 
-    splits = read_real(cfg.real.kind, Path(cfg.real.root), seed=cfg.seed)  # every reader takes the split seed
+    splits = read_real(cfg.real.kind, Path(cfg.real.root), seed=cfg.seed, **real_options(cfg.real))
     if not splits:
         raise DataError(f"{cfg.real.root}: no {cfg.real.kind} split found")
     return splits, {"kind": cfg.real.kind, "root": cfg.real.root, "classes": next(iter(splits.values())).class_names}
+
+
+def real_options(real) -> dict:
+    """The ``vision.real`` options the kind's reader takes; one set to a non-default value that the reader does
+    not take is a params error (it would otherwise be ignored silently)."""
+    from dataclasses import fields
+
+    from pipeline.core.params import require
+    from pipeline.data.params import RealConfig
+    from pipeline.data.vision.readers import options_of
+
+    accepted, defaults = set(options_of(real.kind)), {f.name: f.default for f in fields(RealConfig)}
+    for name in RealConfig.OPTIONS:
+        require(name in accepted or getattr(real, name) == defaults[name], f"vision.real.{name}",
+                f"does not apply to kind {real.kind!r} (it takes: {', '.join(sorted(accepted - {'seed'}))})")
+    return {name: getattr(real, name) for name in RealConfig.OPTIONS if name in accepted}
 
 
 def main(args) -> None:

@@ -132,7 +132,7 @@ def read_coco(root: Path, *, images: Optional[str] = None, split: Optional[str] 
         sets = {s: build(coco_entries(p), coco_image_folder(p), size, str(p)) for s, p in files.items()}
         if sets["train"].images.shape[1:] != sets["test"].images.shape[1:]:
             raise DataError(f"{files['test']}: images of size {sets['test'].images.shape[1:3]} but train's are "
-                            f"{sets['train'].images.shape[1:3]}; set the image_size option")
+                            f"{sets['train'].images.shape[1:3]}; set vision.real.image_size (the image_size option)")
         return finish_splits(sets, valid_fraction, test_fraction, seed)
     if not root.is_file():
         raise DataError(f"{root}: missing (a COCO captions JSON or the COCO folder)")

@@ -116,6 +116,6 @@ def load_images(paths: Sequence[Path], size: Optional[tuple[int, int]]) -> np.nd
         elif img.shape != out.shape[1:]:
             got, want = img.shape[:2], out.shape[1:3]
             raise DataError(f"{path}: image size {got[1]}x{got[0]} differs from {want[1]}x{want[0]} "
-                            f"(width x height of {paths[0]}); set the image_size option to resize")
+                            f"(width x height of {paths[0]}); set vision.real.image_size (the image_size option) to resize")
         out[i] = img
     return out if out is not None else np.zeros((0, 1, 1, 3), dtype=np.uint8)
