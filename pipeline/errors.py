@@ -15,3 +15,9 @@ class ParamsError(UserError):
 
 class DataError(UserError):
     """An input file is missing, unreadable or does not match its format."""
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception's message on one line (for a UserError that quotes a library's error): its lines joined,
+    or the exception's type when it has no message."""
+    return " ".join(str(exc).split()) or type(exc).__name__

@@ -434,3 +434,17 @@ def test_unknown_kind_and_option(tmp_path):
         read_real("mnist", tmp_path, image_size=28)
     with pytest.raises(ParamsError, match="valid_fraction"):
         read_real("imagefolder", tmp_path, valid_fraction=1.5)
+
+
+def test_a_damaged_prepared_split_is_one_line(tmp_path):
+    """read_split (what every later stage reads) names the folder and the problem instead of a traceback."""
+    from pipeline.data.vision.imageset import ImageSet, read_split, write_split
+
+    write_split(tmp_path, "train", ImageSet(np.zeros((2, 8, 8, 3), np.uint8), np.array([0, 1]), ["a", "b"], ["x0", "x1"]))
+    rows = (tmp_path / "train.jsonl").read_text().splitlines()
+    (tmp_path / "train.jsonl").write_text(rows[0] + "\n" + json.dumps({"label": 1}) + "\n")
+    one_error(lambda: read_split(tmp_path, "train"), tmp_path, "does not match its format")
+    (tmp_path / "train.jsonl").write_text(rows[0] + "\n")
+    one_error(lambda: read_split(tmp_path, "train"), "train.jsonl", "1 rows for 2 images")
+    (tmp_path / "train.safetensors").write_bytes(b"junk")
+    one_error(lambda: read_split(tmp_path, "train"), tmp_path, "unreadable train split")

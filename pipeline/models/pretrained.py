@@ -37,7 +37,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from pipeline.errors import DataError, ParamsError
+from pipeline.errors import DataError, ParamsError, one_line
 from pipeline.models.encoder import lengths_to_mask
 
 KEY = "params: model.pretrained_encoder"
@@ -68,22 +68,17 @@ def load_pretrained(folder: str | Path, spec_augment: bool = False) -> nn.Module
     try:
         config = AutoConfig.from_pretrained(folder, local_files_only=True)
     except (OSError, ValueError, KeyError) as err:
-        raise DataError(f"{folder}/config.json: not a usable Hugging Face config ({_first_line(err)})") from None
+        raise DataError(f"{folder}/config.json: not a usable Hugging Face config ({one_line(err)})") from None
     if hasattr(config, "apply_spec_augment"):
         config.apply_spec_augment = spec_augment
     try:
         model = AutoModel.from_pretrained(folder, config=config, local_files_only=True, dtype=torch.float32)
     except (OSError, ValueError, KeyError) as err:
-        raise DataError(f"{folder}: cannot load the pretrained weights ({_first_line(err)})") from None
+        raise DataError(f"{folder}: cannot load the pretrained weights ({one_line(err)})") from None
     if not hasattr(model, "_get_feat_extract_output_lengths") or not hasattr(model, "feature_extractor"):
         raise ParamsError(f"{KEY}: {folder}: model_type {config.model_type!r} is not a wav2vec2-style speech encoder "
                           "(e.g. wav2vec2, hubert, wavlm, data2vec-audio)")
     return model
-
-
-def _first_line(err: Exception) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
 
 
 @functools.lru_cache(maxsize=8)

@@ -42,11 +42,6 @@ def offline() -> None:
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
-def first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
-
-
 def fingerprints(cfg: TowersConfig) -> dict[str, str]:
     """{"text": ..., "image": ...} without loading either model (file digests and settings only)."""
     from pipeline.models.towers_image import image_fingerprint

@@ -22,9 +22,9 @@ import torch
 import torch.nn.functional as F
 
 from pipeline.core.checkpoint import json_digest
-from pipeline.errors import DataError, ParamsError
+from pipeline.errors import DataError, ParamsError, one_line
 from pipeline.models.params import ImageTowerConfig
-from pipeline.models.towers import cached_digest, first_line
+from pipeline.models.towers import cached_digest
 
 KEY = "towers.image"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -66,7 +66,7 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
             return load_file(str(path))
         sd = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # any unreadable file is the user's to fix: name it
-        raise DataError(f"params: {KEY}.weights: {path}: not a readable weights file ({first_line(err)})") from None
+        raise DataError(f"params: {KEY}.weights: {path}: not a readable weights file ({one_line(err)})") from None
     for wrapper in ("state_dict", "model"):  # training checkpoints often nest the weights
         if isinstance(sd, dict) and isinstance(sd.get(wrapper), dict):
             sd = sd[wrapper]

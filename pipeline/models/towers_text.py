@@ -12,9 +12,9 @@ from pathlib import Path
 import torch
 
 from pipeline.core.checkpoint import json_digest
-from pipeline.errors import DataError, ParamsError
+from pipeline.errors import DataError, ParamsError, one_line
 from pipeline.models.params import TextTowerConfig
-from pipeline.models.towers import files_digest, first_line, offline
+from pipeline.models.towers import files_digest, offline
 
 KEY = "towers.text"
 #: files whose content defines the tower's output (weights, config, vocabulary)
@@ -65,7 +65,7 @@ class TextTower:
             self.tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
             self.model = AutoModel.from_pretrained(str(folder), local_files_only=True, dtype=torch.float32)
         except (OSError, ValueError, KeyError) as err:
-            raise DataError(f"params: {KEY}.path: {folder}: cannot load the model ({first_line(err)})") from None
+            raise DataError(f"params: {KEY}.path: {folder}: cannot load the model ({one_line(err)})") from None
         got = int(getattr(self.model.config, "hidden_size", -1))
         if got != cfg.dim:
             raise ParamsError(f"params: {KEY}.dim: expected {cfg.dim}, the model in {folder} gives {got}")

@@ -21,9 +21,11 @@ from typing import Optional
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from pipeline.errors import DataError
+from pipeline.data.jsonl import json_objects
+from pipeline.errors import DataError, one_line
 
 
 @dataclass
@@ -94,14 +96,20 @@ def read_split(folder: Path, split: str) -> ImageSet:
     for p in (tensors_path, rows_path, classes_path):
         if not p.is_file():
             raise DataError(f"{p}: missing; run the stage that prepares {folder} (dvc repro)")
-    t = load_file(str(tensors_path))
-    rows = [json.loads(line) for line in rows_path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    if len(rows) != len(t["labels"]):
-        raise DataError(f"{rows_path}: {len(rows)} rows for {len(t['labels'])} images in {tensors_path.name}")
-    class_names = json.loads(classes_path.read_text())
-    return ImageSet(
-        images=t["images"].numpy(), labels=t["labels"].numpy(), class_names=class_names, ids=[r["id"] for r in rows],
-        masks=t["masks"].numpy() if "masks" in t else None, bias=t["bias"].numpy() if "bias" in t else None,
-        captions=[r["captions"] for r in rows], attributes=[r["attributes"] for r in rows],
-        aligned=[r["aligned"] for r in rows],
-    )
+    try:
+        t = load_file(str(tensors_path))
+        class_names = json.loads(classes_path.read_text())
+    except (OSError, ValueError, SafetensorError) as exc:
+        raise DataError(f"{folder}: unreadable {split} split ({one_line(exc)}); re-run prepare-vision") from None
+    rows = [row for _, row in json_objects(rows_path)]
+    if len(rows) != len(t.get("labels", ())):
+        raise DataError(f"{rows_path}: {len(rows)} rows for {len(t.get('labels', ()))} images in {tensors_path.name}")
+    try:
+        return ImageSet(
+            images=t["images"].numpy(), labels=t["labels"].numpy(), class_names=class_names, ids=[r["id"] for r in rows],
+            masks=t["masks"].numpy() if "masks" in t else None, bias=t["bias"].numpy() if "bias" in t else None,
+            captions=[r["captions"] for r in rows], attributes=[r["attributes"] for r in rows],
+            aligned=[r["aligned"] for r in rows],
+        )
+    except (KeyError, ValueError) as exc:
+        raise DataError(f"{folder}: {split} split does not match its format ({one_line(exc)})") from None

@@ -33,9 +33,9 @@ from typing import Optional
 import numpy as np
 
 from pipeline.data.vision.imageset import ImageSet
-from pipeline.data.vision.readers_common import check_image_size, finish_splits, load_images, one_line, split_name
+from pipeline.data.vision.readers_common import check_image_size, finish_splits, load_images, split_name
 from pipeline.data.jsonl import json_objects
-from pipeline.errors import DataError, ParamsError
+from pipeline.errors import DataError, ParamsError, one_line
 
 
 def build(entries: dict[str, dict], folder: Path, size, where: str) -> ImageSet:

@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.data.vision.imageset import ImageSet
-from pipeline.data.vision.readers_common import finish_splits, ids_for, one_line
-from pipeline.errors import DataError, ParamsError
+from pipeline.data.vision.readers_common import finish_splits, ids_for
+from pipeline.errors import DataError, ParamsError, one_line
 
 try:  # numpy >= 2 moved the array reconstructor; pickles name either module
     from numpy._core.multiarray import _reconstruct

@@ -12,17 +12,12 @@ from typing import Optional, Sequence, Union
 import numpy as np
 
 from pipeline.data.vision.imageset import ImageSet
-from pipeline.errors import DataError, ParamsError
+from pipeline.errors import DataError, ParamsError, one_line
 
 SPLIT_ALIASES = {"train": "train", "valid": "valid", "val": "valid", "validation": "valid", "dev": "valid",
                  "test": "test"}
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 ImageSize = Union[None, int, Sequence[int]]
-
-
-def one_line(exc: BaseException) -> str:
-    """An exception's message on one line (the CLI prints ``error: <message>`` and nothing else)."""
-    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def split_name(name: str, where: str) -> str:

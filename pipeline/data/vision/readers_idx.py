@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.data.vision.imageset import ImageSet
-from pipeline.data.vision.readers_common import finish_splits, ids_for, one_line
-from pipeline.errors import DataError
+from pipeline.data.vision.readers_common import finish_splits, ids_for
+from pipeline.errors import DataError, one_line
 
 FILES = {"train": "train", "test": "t10k"}  # split -> file prefix
 MAGIC = {3: 0x00000803, 1: 0x00000801}  # ndim -> magic (uint8 data)
