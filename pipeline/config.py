@@ -12,12 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
-from pipeline.core.params import check_name, convert, from_dict, parse_seeds, read_yaml, register_section, section
+from pipeline.core.params import check_name, parse_seeds, read_yaml, register_section, section
 from pipeline.core.params import require as _require
-from pipeline.errors import ParamsError
-
-# Kept importable from here for the modules and tests that parse params through this module.
-__all__ = ["from_dict", "convert", "read_yaml", "section", "ParamsError"]
 
 # ----------------------------------------------------------------------------- prepare: data
 
@@ -378,9 +374,9 @@ class EvaluateConfig:
 
 # ----------------------------------------------------------------------------- the sections this module declares
 
-#: The top-level sections of the prepare and class-incremental stages (other tracks register their own).
-SECTIONS = ("seeds", "data", "features", "split", "model", "train", "cil", "recipes", "evaluate")
-for _name, _schema in (("data", DataConfig), ("features", FeaturesConfig), ("split", SplitConfig),
-                       ("model", ModelConfig), ("train", TrainConfig), ("cil", CilConfig),
-                       ("recipes", dict[str, Recipe]), ("evaluate", EvaluateConfig)):
+_SCHEMAS = {"data": DataConfig, "features": FeaturesConfig, "split": SplitConfig, "model": ModelConfig,
+            "train": TrainConfig, "cil": CilConfig, "recipes": dict[str, Recipe], "evaluate": EvaluateConfig}
+for _name, _schema in _SCHEMAS.items():
     register_section(_name, _schema)
+#: The top-level sections of the prepare and class-incremental stages (other tracks register their own).
+SECTIONS = ("seeds", *_SCHEMAS)

@@ -20,7 +20,8 @@ import torch
 import yaml
 
 from pipeline.__main__ import main as cli
-from pipeline.config import ModelConfig, from_dict
+from pipeline.config import ModelConfig
+from pipeline.core.params import from_dict
 from pipeline.errors import DataError, ParamsError
 from pipeline.models.build import check_features, model_fingerprint
 from pipeline.models.pretrained import PretrainedEncoder, checkpoint_digest, load_pretrained
