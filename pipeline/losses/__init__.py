@@ -1,15 +1,33 @@
-"""Loss functions of COCONUT (Cappellazzo et al., continual contrastive spoken language understanding).
+"""Loss functions of the tracks.
+
+COCONUT (Cappellazzo et al., continual contrastive spoken language understanding):
 
 - :class:`RehearsalContrastiveLoss`: NSPT / SupCon / NTPT supervised contrastive loss on rehearsal anchors.
 - :class:`MultimodalInfoNCELoss`: the audio-text InfoNCE "MM" loss on the current task's samples.
 - :class:`SequenceKDLoss`: sequence-level KD, token CE towards stored teacher pseudo-transcripts.
 
+Cross-modal transfer to a frozen tower (CWCL, Srinivasa et al., NeurIPS 2023):
+
+- :class:`CWCLLoss`: continuously weighted contrastive loss, targets ``w_ij = (1 + cos(q_i, q_j)) / 2`` from
+  the frozen modality (:func:`cwcl_weights`) towards the frozen side, one-hot InfoNCE back; summed.
+- :class:`ContrastiveLoss`: its CL baseline, symmetric one-hot InfoNCE with the frozen tower (LiT), summed.
+
 Each computes in float32 also inside bf16 autocast (:func:`float32_loss`, which other losses use too).
 """
 
 from pipeline.losses._precision import float32_loss
+from pipeline.losses.cwcl import CWCLLoss, ContrastiveLoss, cwcl_weights
 from pipeline.losses.multimodal import MultimodalInfoNCELoss
 from pipeline.losses.seq_kd import SequenceKDLoss
 from pipeline.losses.supcon import VARIANTS, RehearsalContrastiveLoss
 
-__all__ = ["RehearsalContrastiveLoss", "MultimodalInfoNCELoss", "SequenceKDLoss", "VARIANTS", "float32_loss"]
+__all__ = [
+    "RehearsalContrastiveLoss",
+    "MultimodalInfoNCELoss",
+    "SequenceKDLoss",
+    "VARIANTS",
+    "float32_loss",
+    "CWCLLoss",
+    "ContrastiveLoss",
+    "cwcl_weights",
+]
