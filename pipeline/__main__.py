@@ -23,6 +23,10 @@ STAGES: dict[str, tuple[str, str]] = {
     "prepare-vision": ("pipeline.stages.prepare_vision",
                        "render or read the image corpora: shapes with captions and masks, coloured digits, real datasets"),
     "embed": ("pipeline.stages.embed", "embeddings of the frozen text and image towers, computed once for the later stages"),
+    "cwcl-speech": ("pipeline.stages.cwcl_speech",
+                    "a speech encoder aligned to the frozen text tower (CL, CWCL or supervised); zero-shot intents, keywords"),
+    "cwcl-image": ("pipeline.stages.cwcl_image",
+                   "a caption encoder aligned to the frozen image tower (CL, CWCL or supervised); zero-shot combinations"),
 }
 
 

@@ -1,0 +1,50 @@
+"""Stage ``cwcl-image@<loss>-<seed>``: a caption encoder aligned to the frozen image tower, zero-shot tested.
+
+Reads the params section ``cwcl`` (its ``image`` part and the shared keys), the image corpus (``--vision``:
+captions and colour/shape attributes) and the embed stage's image embeddings (``--embeddings``).
+``--loss``: ``cl``, ``cwcl`` or ``supervised`` (a linear classifier on the frozen image embeddings over all
+colour x shape combinations: the upper bound). Writes ``--out`` as :mod:`pipeline.cwcl.run` describes:
+zero-shot classification of the test images among the combinations, held-out ones never trained on.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--loss", required=True, choices=["cl", "cwcl", "supervised"])
+    parser.add_argument("--seed", type=int, required=True)
+    parser.add_argument("--vision", default="data/vision", help="the prepare-vision stage's folder")
+    parser.add_argument("--embeddings", default="data/embeddings", help="the embed stage's folder")
+    parser.add_argument("--out", default=None, help="default: models/cwcl/image/<loss>/s<seed>")
+    parser.add_argument("--timing", default=None, help="where the wall times go (outside --out)")
+
+
+def main(args) -> None:
+    from pipeline.core.checkpoint import content_digest
+    from pipeline.cwcl import run
+    from pipeline.cwcl.align import Aligned
+    from pipeline.cwcl.image import build_image_model, image_scores, load_image
+    from pipeline.cwcl.params import load_cwcl_params
+
+    clock = run.Clock()
+    cfg = load_cwcl_params(args.params)
+    task, supervised = cfg.image, args.loss == "supervised"
+    heldout_seed = args.seed if cfg.heldout_seed is None else cfg.heldout_seed
+    vision, embeddings = Path(args.vision), Path(args.embeddings)
+    data = load_image(task, vision, embeddings, heldout_seed, "cwcl.image", supervised)
+    tau, learn = task.tau.get(args.loss, 1.0), cfg.learn_temperature and not supervised
+    run.seed_init(args.seed)
+    model = Aligned(build_image_model(task, data, supervised), tau, learn)
+    clock.mark("load")
+    batch = task.train.eval_batch_size
+    splits = ("train", "valid", "test")
+    inputs = {"vision": content_digest(vision / task.source, [f"{s}.jsonl" for s in splits] + ["attributes.json"]),
+              "embeddings": content_digest(embeddings, [f"image/{task.source}-{s}.safetensors" for s in splits])}
+    run.execute(task="image", loss=args.loss, seed=args.seed, heldout_seed=heldout_seed, task_cfg=task, learn=learn,
+                data=data, model=model, tau=tau, valid_scores=lambda m, loader: image_scores(m, loader, data, supervised),
+                test_sets={"combos": lambda m, device: image_scores(m, run.loader(data.test, batch, device), data,
+                                                                    supervised)},
+                inputs=inputs, out=Path(args.out or f"models/cwcl/image/{args.loss}/s{args.seed}"),
+                timing=args.timing, clock=clock)
