@@ -57,12 +57,57 @@ class SynthConfig:
         _require(self.workers >= 0, f"{key}.workers", "must be >= 0 (0 = all cores)")
 
 
+#: The 35 words of Google Speech Commands v2, the default keyword-spotting vocabulary.
+SPEECH_COMMANDS_WORDS: tuple[str, ...] = (
+    "yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go", "zero", "one", "two", "three", "four",
+    "five", "six", "seven", "eight", "nine", "bed", "bird", "cat", "dog", "happy", "house", "marvin", "sheila",
+    "tree", "wow", "backward", "forward", "follow", "learn", "visual",
+)
+
+
+@dataclass
+class KeywordsConfig:
+    """The zero-shot keyword-spotting test set that prepare writes beside the corpus (a CWCL stage classifies
+    each clip by its nearest word embedding). ``synthetic``: the ``data.synthetic`` plan's test speakers say
+    each word ``repeats`` times (whatever ``data.source`` is); ``speech_commands``: the ``testing_list.txt``
+    clips of a Google Speech Commands folder at ``root`` (``words: null`` keeps every word it lists);
+    ``none``: no keyword set. Words become folder names, hence the name rule."""
+
+    source: Literal["synthetic", "speech_commands", "none"] = "synthetic"
+    root: Optional[str] = None  # a Google Speech Commands folder (source speech_commands)
+    # bool too, only to say what went wrong: YAML reads an unquoted yes/no/on/off as true/false
+    words: Optional[list[Union[str, bool]]] = field(default_factory=lambda: list(SPEECH_COMMANDS_WORDS))
+    repeats: int = 2  # synthetic: clips per word per test speaker
+
+    def validate(self, key: str) -> None:
+        if self.source == "speech_commands":
+            _require(self.root is not None, f"{key}.root",
+                     "is required with source 'speech_commands' (the dataset's folder)")
+        else:
+            _require(self.root is None, f"{key}.root",
+                     f"is read only with source 'speech_commands', not {self.source!r} (set it to null)")
+        if self.words is None:
+            _require(self.source != "synthetic", f"{key}.words",
+                     "null (every word testing_list.txt lists) needs source 'speech_commands'; "
+                     "list the words to synthesise")
+        else:
+            _require(len(self.words) >= 1, f"{key}.words", "list at least one word")
+            for i, word in enumerate(self.words):
+                _require(not isinstance(word, bool), f"{key}.words[{i}]",
+                         f"{word} is not a word: YAML reads an unquoted yes, no, on or off as true/false; quote them")
+                check_name(word, f"{key}.words[{i}]")
+            for word in self.words:
+                _require(self.words.count(word) == 1, f"{key}.words", f"{word!r} is listed twice (a word is one class)")
+        _require(self.repeats >= 1, f"{key}.repeats", f"must be >= 1, got {self.repeats}")
+
+
 @dataclass
 class DataConfig:
     source: Literal["synthetic", "fsc", "slurp"] = "synthetic"
     root: Optional[str] = None  # a real FSC or SLURP copy (source fsc / slurp)
     slurp_audio: Literal["real", "synth", "both"] = "real"  # which SLURP recordings to use
     synthetic: SynthConfig = field(default_factory=SynthConfig)
+    keywords: KeywordsConfig = field(default_factory=KeywordsConfig)
 
     def validate(self, key: str) -> None:
         if self.source != "synthetic":
