@@ -1,13 +1,19 @@
-"""Image -> text: a caption encoder trained onto the FROZEN image tower's embeddings (the paper's direction).
+"""Image <-> text transfer on an image corpus with captions and colour x shape attributes.
 
-Pairs: each training image with one of its captions (a fresh draw per epoch) and the frozen tower's
-embedding of the image (the embed stage's ``<source>-<split>`` image sets). The zero-shot classes are the
-colour x shape combinations of the source (``attributes.json`` ``domains``); the held-out ones never appear
-in a training image or caption, while every colour and every shape still does. At test, every image is
-classified by cosine between its frozen embedding and the trained text encoder's embedding of each
-combination's prompts (``cwcl.image.prompts``, the unit embeddings averaged over templates, as CLIP does).
+``cwcl.image.frozen: image`` (the paper's direction): a caption encoder (a small Transformer, from scratch) is
+trained onto the FROZEN image tower's embeddings (the embed stage's ``<source>-<split>`` image sets). Pairs:
+each training image with one of its captions, a fresh draw per epoch. At test, every image is classified by
+cosine between its frozen embedding and the trained caption encoder's embedding of each combination's
+prompts (the embed stage's ``prompts-<source>`` texts: unit embeddings averaged over templates, as CLIP does).
 
-The supervised bound: a linear classifier over ALL combinations on the same frozen image embeddings.
+``frozen: text`` (mirrored): an image encoder (a small CNN on the pixels) is trained onto the FROZEN text
+tower's embedding of one of the image's captions (``captions-<source>``); at test, each image's embedding is
+compared with the frozen tower's prompt embeddings.
+
+The zero-shot classes are the colour x shape combinations (``attributes.json`` ``domains``); the held-out
+ones never appear in a training image or caption, while every colour and every shape still does. The
+supervised bound: a classifier over ALL combinations on the same image representation (a linear probe on the
+frozen embeddings; the CNN with a linear head in the mirrored variant).
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
-from pipeline.cwcl.align import ScoreSet
+from pipeline.cwcl.align import ScoreSet, cosine_or_logits
 from pipeline.cwcl.holdout import pick_combos
 from pipeline.cwcl.params import ImageTaskConfig, TextEncoderConfig
 from pipeline.cwcl.zeroshot import cosine_scores
@@ -90,6 +96,30 @@ class LinearProbe(nn.Module):
         return self.linear(batch["q"])
 
 
+class ImageEncoder(nn.Module):
+    """The mirrored variant's trainable side: uint8 [B, H, W, 3] images -> [B, out_dim]. Four stride-2 3x3
+    convolution blocks (32-64-128-256 channels, BatchNorm, GELU), global average pooling, then a head (an MLP
+    into the frozen space, or a linear classifier for the supervised bound)."""
+
+    def __init__(self, out_dim: int, classifier: bool = False, width: int = 32):
+        super().__init__()
+        blocks, c_in = [], 3
+        for i in range(4):
+            c_out = width * 2**i
+            blocks += [nn.Conv2d(c_in, c_out, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.GELU()]
+            c_in = c_out
+        self.convs = nn.Sequential(*blocks)
+        self.head = nn.Linear(c_in, out_dim) if classifier else nn.Sequential(
+            nn.Linear(c_in, c_in), nn.GELU(), nn.Linear(c_in, out_dim))
+
+    def pooled(self, batch: dict) -> torch.Tensor:
+        x = batch["image"].permute(0, 3, 1, 2).float() / 127.5 - 1.0  # [B, H, W, 3] uint8 -> [B, 3, H, W] in [-1, 1]
+        return self.convs(x).mean(dim=(2, 3))  # [B, C, H', W'] -> [B, C]
+
+    def forward(self, batch: dict) -> torch.Tensor:
+        return self.head(self.pooled(batch))
+
+
 class CaptionPairs(Dataset):
     """Training pairs: one caption of image i (drawn each epoch from Python's ``random``, which the trainer
     seeds per epoch) as word ids, the image's frozen embedding ``q`` and its class ``y``."""
@@ -118,16 +148,36 @@ class FrozenImages(Dataset):
         return {"q": self.frozen[i], "y": self.labels[i]}
 
 
+class PixelImages(Dataset):
+    """The mirrored variant's samples: pixels, class, and (training) the frozen text embedding of one of the
+    image's captions, drawn each epoch from Python's ``random`` (seeded per epoch by the trainer)."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, captions: list[torch.Tensor] | None = None):
+        self.images, self.labels, self.captions = images, labels, captions
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> dict:
+        item = {"image": self.images[i], "y": self.labels[i]}
+        if self.captions is not None:
+            options = self.captions[i]  # [n_captions, D]
+            item["q"] = options[random.randrange(options.shape[0])]
+        return item
+
+
 @dataclass
 class ImageData:
     classes: list[str]  # "colour shape", in (shape, colour) order
     heldout: list[str]
-    vocab: WordVocab
+    frozen: str  # which tower is frozen: image (the paper) or text (mirrored)
     train: Dataset
-    valid: FrozenImages
-    test: FrozenImages
-    prompts: torch.Tensor  # [C, T, max_tokens] word ids of every class's prompt under every template
-    dim: int
+    valid: Dataset
+    test: Dataset
+    dim: int  # the frozen tower's width
+    vocab: WordVocab | None = None  # frozen image: the caption encoder's words
+    prompt_tokens: torch.Tensor | None = None  # frozen image: [C, T, L] word ids of each class's prompts
+    prompt_emb: torch.Tensor | None = None  # frozen text: [C, D] the frozen tower's prompt prototypes
 
     @property
     def unseen(self) -> list[int]:
@@ -146,6 +196,21 @@ def domains(folder: Path) -> tuple[list[str], list[str]]:
     return list(found["shape"]), list(found["colour"])
 
 
+def prompts_by_class(embeddings: Path, source: str, classes: list[str]):
+    """The embed stage's ``prompts-<source>`` set: per class its T prompt texts and their frozen embeddings
+    ([C, T] texts, [C, T, D])."""
+    prompts = load_embeddings(embeddings, "text", f"prompts-{source}")
+    rows: dict[str, list[int]] = {}
+    for r, key in enumerate(prompts.ids):
+        rows.setdefault(key.rsplit("|", 1)[0], []).append(r)
+    missing = [c for c in classes if c not in rows]
+    if missing or len({len(v) for v in rows.values()}) != 1:
+        raise DataError(f"{embeddings}/text/prompts-{source}.json: no prompts for {missing[:1] or 'every class alike'}; "
+                        "re-run `dvc repro embed`")
+    texts = [[prompts.texts[r] for r in rows[c]] for c in classes]
+    return texts, torch.stack([prompts.emb[rows[c]].float() for c in classes])
+
+
 def load_image(cfg: ImageTaskConfig, vision: Path, embeddings: Path, seed: int, key: str,
                supervised: bool = False) -> ImageData:
     folder = vision / cfg.source
@@ -156,28 +221,40 @@ def load_image(cfg: ImageTaskConfig, vision: Path, embeddings: Path, seed: int, 
     splits, frozen = {}, {}
     for split in ("train", "valid", "test"):
         data = read_split(folder, split)
-        emb = load_embeddings(embeddings, "image", f"{cfg.source}-{split}")
-        if emb.ids != data.ids:
-            raise DataError(f"{embeddings}/image/{cfg.source}-{split}.json: its ids are not those of {folder}/"
-                            f"{split}.jsonl; re-run `dvc repro embed`")
         labels = torch.tensor([classes.index(f"{a['colour']} {a['shape']}") for a in data.attributes])
-        splits[split], frozen[split] = (data, labels), emb.emb.float()
+        splits[split] = (data, labels)
+        if cfg.frozen == "image":
+            emb = load_embeddings(embeddings, "image", f"{cfg.source}-{split}")
+            if emb.ids != data.ids:
+                raise DataError(f"{embeddings}/image/{cfg.source}-{split}.json: its ids are not those of {folder}/"
+                                f"{split}.jsonl; re-run `dvc repro embed`")
+            frozen[split] = emb.emb.float()
     data, labels = splits["train"]
     keep = [i for i, y in enumerate(labels.tolist()) if supervised or y not in unseen]  # held-out: gone, with captions
-    captions = [data.captions[i] for i in keep]
-    vocab = WordVocab([c for per_image in captions for c in per_image])
+    texts, prompt_emb = prompts_by_class(embeddings, cfg.source, classes)
+    if cfg.frozen == "text":
+        pixels = {s: torch.from_numpy(d.images) for s, (d, _) in splits.items()}  # uint8 [N, H, W, 3]
+        captions = None
+        if not supervised:
+            caps = load_embeddings(embeddings, "text", f"captions-{cfg.source}")
+            captions = [caps.emb[caps.refs[data.ids[i]]].float() for i in keep]
+        return ImageData(classes, heldout, "text", PixelImages(pixels["train"][keep], labels[keep], captions),
+                         PixelImages(pixels["valid"], splits["valid"][1]), PixelImages(pixels["test"], splits["test"][1]),
+                         int(prompt_emb.shape[2]), prompt_emb=F.normalize(F.normalize(prompt_emb, dim=2).mean(1), dim=1))
+    vocab = WordVocab([c for i in keep for c in data.captions[i]])
     if supervised:
         train: Dataset = FrozenImages(frozen["train"][keep], labels[keep])
     else:
-        tokens = [vocab.encode(per_image, cfg.text_encoder.max_tokens) for per_image in captions]
-        train = CaptionPairs(tokens, frozen["train"][keep], labels[keep])
-    prompts = torch.stack([vocab.encode([t.format(colour=c.split(" ", 1)[0], shape=c.split(" ", 1)[1])
-                                         for t in cfg.prompts], cfg.text_encoder.max_tokens) for c in classes])
-    return ImageData(classes, heldout, vocab, train, FrozenImages(frozen["valid"], splits["valid"][1]),
-                     FrozenImages(frozen["test"], splits["test"][1]), prompts, int(frozen["train"].shape[1]))
+        train = CaptionPairs([vocab.encode(data.captions[i], cfg.text_encoder.max_tokens) for i in keep],
+                             frozen["train"][keep], labels[keep])
+    tokens = torch.stack([vocab.encode(t, cfg.text_encoder.max_tokens) for t in texts])  # [C, T, L]
+    return ImageData(classes, heldout, "image", train, FrozenImages(frozen["valid"], splits["valid"][1]),
+                     FrozenImages(frozen["test"], splits["test"][1]), int(frozen["train"].shape[1]), vocab, tokens)
 
 
 def build_image_model(cfg: ImageTaskConfig, data: ImageData, supervised: bool) -> nn.Module:
+    if data.frozen == "text":
+        return ImageEncoder(len(data.classes) if supervised else data.dim, classifier=supervised)
     if supervised:
         return LinearProbe(data.dim, len(data.classes))
     return CaptionEncoder(cfg.text_encoder, len(data.vocab), data.dim)
@@ -192,10 +269,13 @@ def class_prototypes(encoder: CaptionEncoder, prompts: torch.Tensor) -> torch.Te
 
 @torch.no_grad()
 def image_scores(model, loader, data: ImageData, supervised: bool) -> ScoreSet:
-    """Every image of ``loader`` (frozen embeddings) against every class: cosine to the trained text encoder's
-    prompt prototypes, or the supervised probe's logits."""
+    """Every image of ``loader`` against every class: frozen image embeddings against the trained caption
+    encoder's prompt prototypes (or the supervised probe's logits); mirrored: the trained image encoder's
+    embeddings against the frozen tower's prompt prototypes (or its classifier's logits)."""
+    if data.frozen == "text":
+        return cosine_or_logits(model, loader, data.prompt_emb, supervised, data.classes, data.unseen)
     device = next(model.parameters()).device
-    protos = None if supervised else class_prototypes(model.encoder, data.prompts.to(device))
+    protos = None if supervised else class_prototypes(model.encoder, data.prompt_tokens.to(device))
     scores, embs, labels = [], [], []
     for batch in loader:
         q = batch["q"].float()

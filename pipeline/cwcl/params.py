@@ -124,8 +124,9 @@ class ImageTaskConfig:
     # a fraction of the colour x shape combinations (every colour and shape stays in training) or a list of
     # "colour shape" names
     heldout_combos: Union[float, list[str]] = 0.25
-    prompts: list[str] = field(default_factory=lambda: [
-        "a {colour} {shape}", "a picture of a {colour} {shape}", "a {shape} that is {colour}", "one {colour} {shape}"])
+    # image: train a caption encoder onto the frozen image tower (the paper); text: the mirrored variant, an
+    # image encoder (a small CNN on the pixels) onto the frozen text tower's caption embeddings
+    frozen: Literal["image", "text"] = "image"
     text_encoder: TextEncoderConfig = field(default_factory=TextEncoderConfig)
     tau: dict[str, float] = field(default_factory=lambda: {"cl": 0.05, "cwcl": 0.05})
     train: ImageTrainConfig = field(default_factory=ImageTrainConfig)
@@ -136,10 +137,6 @@ class ImageTaskConfig:
             require(0.0 < self.heldout_combos < 1.0, f"{key}.heldout_combos", "a fraction in (0, 1) or a list")
         else:
             require(len(self.heldout_combos) >= 1, f"{key}.heldout_combos", "list one or more combinations")
-        require(len(self.prompts) >= 1, f"{key}.prompts", "list one or more templates")
-        for i, p in enumerate(self.prompts):
-            require("{colour}" in p and "{shape}" in p, f"{key}.prompts[{i}]",
-                    f"{p!r}: a template needs both {{colour}} and {{shape}}")
         self.train.validate(f"{key}.train")
 
 

@@ -12,7 +12,9 @@ Layout of ``data/embeddings``::
 Text sets: ``captions-<source>`` (ids = the unique captions; refs: image id -> its rows),
 ``transcripts`` (ids = the unique transcripts; refs: split -> one row per utterance of
 ``prepared/meta/<split>.json`` in order), ``intents`` (ids = FSC intent names), ``keywords`` (ids = the
-words), ``classes-<source>`` (ids = class names). Image sets: ``<source>-<split>``.
+words), ``classes-<source>`` (ids = class names), ``prompts-<source>`` (sources with colour and shape
+attributes: ids ``"<colour> <shape>|<template index>"``, texts = the filled ``embed.prompt_templates``). Image
+sets: ``<source>-<split>``.
 """
 
 from __future__ import annotations

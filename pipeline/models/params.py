@@ -88,6 +88,11 @@ class EmbedConfig:
     keywords: list[str] = field(default_factory=lambda: list(SPEECH_COMMANDS_WORDS))
     class_template: str = "a {name}"  # a vision class as text ("_" in class names becomes a space)
     class_templates: dict[str, str] = field(default_factory=lambda: {"digits": "the digit {name}"})  # per source
+    # prompts of every colour x shape combination of a source with those attributes (zero-shot classes of the
+    # CWCL image transfer; the trained text encoder reads these texts, the frozen tower's embeddings of them
+    # serve the mirrored variant)
+    prompt_templates: list[str] = field(default_factory=lambda: [
+        "a {colour} {shape}", "a picture of a {colour} {shape}", "a {shape} that is {colour}", "one {colour} {shape}"])
 
     def validate(self, key: str) -> None:
         for i, name in enumerate(self.vision_sources):
@@ -101,6 +106,10 @@ class EmbedConfig:
         for k, tpl in [("class_template", self.class_template),
                        *((f"class_templates.{s}", t) for s, t in self.class_templates.items())]:
             require(_fields(tpl, f"{key}.{k}") == {"name"}, f"{key}.{k}", f"{tpl!r}: use the field {{name}} only")
+        require(len(self.prompt_templates) >= 1, f"{key}.prompt_templates", "list one or more templates")
+        for i, tpl in enumerate(self.prompt_templates):
+            require(_fields(tpl, f"{key}.prompt_templates[{i}]") == {"colour", "shape"}, f"{key}.prompt_templates[{i}]",
+                    f"{tpl!r}: use both fields {{colour}} and {{shape}}, and no other")
 
     def template_for(self, source: str) -> str:
         return self.class_templates.get(source, self.class_template)

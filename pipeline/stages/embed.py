@@ -6,7 +6,8 @@ with its splits, :mod:`pipeline.data.vision.imageset`) and the speech corpus's m
 :mod:`pipeline.data.embeddings` describes: float16 unit rows, their ids, the tower's fingerprint.
 
 Texts: every caption of every image (deduplicated), every transcript, the 31 FSC intents described by
-``embed.intent_template``, the keywords, and a prompt per vision class. Every distinct string is embedded
+``embed.intent_template``, the keywords, a prompt per vision class, and, for a source with colour and shape
+attributes, every colour x shape combination under every ``embed.prompt_templates`` template. Every distinct string is embedded
 once, whichever sets it belongs to, so one string has one embedding across the cache.
 """
 
@@ -94,8 +95,33 @@ def unique(texts) -> tuple[list[str], dict[str, int]]:
     return list(rows), rows
 
 
-def text_sets(cfg: EmbedConfig, vision: dict, transcripts: dict[str, list[str]]) -> dict[str, dict]:
+def read_domains(root: Path, sources: list[str]) -> dict[str, tuple[list[str], list[str]]]:
+    """source -> (shapes, colours) for the sources whose ``attributes.json`` has both domains."""
+    out = {}
+    for source in sources:
+        f = root / source / "attributes.json"
+        found = json.loads(f.read_text()).get("domains", {}) if f.is_file() else {}
+        if "shape" in found and "colour" in found:
+            out[source] = (list(found["shape"]), list(found["colour"]))
+    return out
+
+
+def prompt_set(templates: list[str], shapes: list[str], colours: list[str]) -> dict:
+    """Every ``"colour shape"`` combination under every template: ids ``"<colour> <shape>|<template index>"``,
+    combinations in (shape, colour) order, templates inner."""
+    ids, texts = [], []
+    for shape in shapes:
+        for colour in colours:
+            for i, tpl in enumerate(templates):
+                ids.append(f"{colour} {shape}|{i}")
+                texts.append(tpl.format(colour=colour, shape=shape))
+    return {"ids": ids, "texts": texts}
+
+
+def text_sets(cfg: EmbedConfig, vision: dict, transcripts: dict[str, list[str]],
+              domains: dict | None = None) -> dict[str, dict]:
     """set name -> {"ids", "texts", "refs"} (ids: a unique key per row)."""
+    domains = domains or {}
     from pipeline.data.schema import FSC_INTENTS
 
     sets = {}
@@ -107,6 +133,8 @@ def text_sets(cfg: EmbedConfig, vision: dict, transcripts: dict[str, list[str]])
             sets[f"captions-{source}"] = {"ids": texts, "texts": texts, "refs": refs}
         names = next(iter(splits.values())).class_names
         sets[f"classes-{source}"] = {"ids": names, "texts": [class_text(cfg.template_for(source), n) for n in names]}
+        if source in domains:
+            sets[f"prompts-{source}"] = prompt_set(cfg.prompt_templates, *domains[source])
     texts, row = unique(t for split in SPEECH_SPLITS for t in transcripts[split])
     sets["transcripts"] = {"ids": texts, "texts": texts, "refs": {s: [row[t] for t in transcripts[s]] for s in SPEECH_SPLITS}}
     sets["intents"] = {"ids": list(FSC_INTENTS), "texts": [intent_text(cfg.intent_template, i) for i in FSC_INTENTS]}
@@ -127,7 +155,7 @@ def main(args) -> None:
     device = setup(towers.device, seed=0, threads=towers.threads, key="towers.device")
     prints = fingerprints(towers)  # bad tower paths fail here, before any data is read
     vision = read_vision(Path(args.vision), cfg.vision_sources)
-    sets = text_sets(cfg, vision, read_transcripts(Path(args.prepared)))
+    sets = text_sets(cfg, vision, read_transcripts(Path(args.prepared)), read_domains(Path(args.vision), cfg.vision_sources))
     manifest, stats = {"towers": prints, "sets": {}}, {}
     with atomic_dir(Path(args.out), owner="embed", legacy=OUTPUT_ENTRIES) as work:
         t = time.time()
