@@ -7,6 +7,11 @@ CUDA with bf16 autocast when there is one).
 
     python bench/stages.py --prepared data/prepared --strategies coconut+skd joint
     python bench/stages.py --prepared /data/prep --set train.device=cpu --keep /tmp/cpu-run
+    python bench/stages.py --prepared data/prepared --embeddings data/embeddings --strategies coconut coconut-cwcl \
+        --set 'seeds=[0, 1, 2]' --paired coconut      # several seeds: mean ± std and per-seed paired differences
+
+``--embeddings`` (default: ``data/embeddings`` beside ``--prepared``) is the embed stage's folder, read by
+recipes with ``mm_target: frozen_text``.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from repro import apply_overrides  # noqa: E402
+from seeds import fmt, paired_vs  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,10 +46,12 @@ def stage(argv: list[str], work: Path, env: dict) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--prepared", type=Path, required=True, help="the prepare stage's output folder")
+    ap.add_argument("--embeddings", type=Path, help="the embed stage's folder (default: data/embeddings beside --prepared)")
     ap.add_argument("--params", type=Path, default=ROOT / "params.yaml")
     ap.add_argument("--strategies", nargs="+", help="default: cil.strategies of the params")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=YAML", help="override a param")
     ap.add_argument("--keep", type=Path, help="work in this folder and keep it (default: a temp folder)")
+    ap.add_argument("--paired", metavar="STRATEGY", help="also print each strategy's per-seed Avg/Last Acc minus this one's")
     args = ap.parse_args(argv)
 
     tmp = None if args.keep else tempfile.TemporaryDirectory(prefix="bench-stages-")
@@ -59,16 +67,18 @@ def main(argv: list[str] | None = None) -> int:
     path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     env = dict(os.environ, PIPELINE_TIMING_LOG=str(log), PYTHONPATH=path)
     prepared = str(args.prepared.resolve())
+    embeddings = str((args.embeddings or args.prepared.resolve().parent / "embeddings").resolve())
 
     t0 = time.time()
     for seed in params["seeds"]:  # the first task once per group of strategies that train it alike
-        stage(["first", "--seed", str(seed), "--prepared", prepared, "--models", "models"], work, env)
+        stage(["first", "--seed", str(seed), "--prepared", prepared, "--embeddings", embeddings, "--models", "models"],
+              work, env)
     for strategy in params["cil"]["strategies"]:
         for seed in params["seeds"]:
             common = ["--strategy", strategy, "--seed", str(seed), "--prepared", prepared, "--models", "models"]
             stage(["init", *common], work, env)
             for task in params["cil"]["tasks"]:
-                stage(["train", *common, "--task", str(task["k"])], work, env)
+                stage(["train", *common, "--embeddings", embeddings, "--task", str(task["k"])], work, env)
     stage(["evaluate", "--prepared", prepared, "--models-dir", "models", "--out", "reports/cil"], work, env)
     total = time.time() - t0
 
@@ -83,10 +93,19 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{len(train)} training stages (first + train) {sum(train):.1f} s (mean {sum(train) / max(len(train), 1):.1f} s); "
           f"all stages {total:.1f} s")
     metrics = json.loads((work / "reports" / "cil" / "metrics.json").read_text())
-    print(f"\n{'strategy':16s} {'avg_acc':>8s} {'last_acc':>9s} {'forgetting':>11s}")
-    for name, m in metrics.items():
-        f = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
-        print(f"{name:16s} {f(m['avg_acc']):>8s} {f(m['last_acc']):>9s} {f(m['forgetting']):>11s}")
+    if len(params["seeds"]) > 1:
+        print(f"\n{len(params['seeds'])} seeds {params['seeds']}; accuracies in %, mean ± std over seeds")
+        print(f"{'strategy':16s} {'Avg Acc':>13s} {'Last Acc':>13s} {'forgetting':>13s} {'train s/seed':>13s}")
+        for name, m in metrics.items():
+            print(f"{name:16s} {fmt(m, 'avg_acc'):>13s} {fmt(m, 'last_acc'):>13s} {fmt(m, 'forgetting'):>13s} "
+                  f"{m['train_seconds']:13.0f}")
+    else:
+        print(f"\n{'strategy':16s} {'avg_acc':>8s} {'last_acc':>9s} {'forgetting':>11s}")
+        for name, m in metrics.items():
+            f = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
+            print(f"{name:16s} {f(m['avg_acc']):>8s} {f(m['last_acc']):>9s} {f(m['forgetting']):>11s}")
+    if args.paired:
+        print(paired_vs(json.loads((work / "reports" / "cil" / "details.json").read_text()), args.paired))
     if tmp is not None:
         tmp.cleanup()
     return 0

@@ -298,7 +298,11 @@ class Recipe:
     rehearsal samples, or its SupCon / NTPT variants; ``mm``: audio-text InfoNCE on current samples;
     ``skd``: sequence-level KD towards the teacher's stored transcripts of rehearsal samples;
     ``lwf`` / ``ewc``: regularisation baselines; ``joint``: train on all classes seen so far (upper bound).
-    ``epochs`` overrides ``train.epochs`` for this strategy (joint's later tasks pass over all the data
+    ``mm_target``: the audio-text term's text side, the model's own text embedding (``model``, COCONUT) or
+    the frozen text tower's embedding of the transcript from the embed stage's cache (``frozen_text``,
+    reached through a projection head of its own); ``mm_loss``: one-hot InfoNCE (``infonce``) or CWCL's
+    soft targets from the frozen embeddings' similarities (``cwcl``, Srinivasa et al. 2023; needs
+    ``frozen_text``). ``epochs`` overrides ``train.epochs`` for this strategy (joint's later tasks pass over all the data
     seen so far, so a few epochs there cost as much as many for the others).
     """
 
@@ -313,6 +317,8 @@ class Recipe:
     mm: bool = False
     lambda_mm: float = 0.1
     tau_mm: float = 0.1
+    mm_target: Literal["model", "frozen_text"] = "model"
+    mm_loss: Literal["infonce", "cwcl"] = "infonce"
     skd: bool = False
     lambda_skd: float = 1.0
     lwf: bool = False
@@ -336,6 +342,11 @@ class Recipe:
         for name in ("contrastive", "skd"):
             on = getattr(self, name) not in (False, "none")
             _require(not on or self.replay, f"{key}.{name}", "works on rehearsal samples: needs replay: true")
+        if self.mm_target != "model" or self.mm_loss != "infonce":
+            changed = "mm_target" if self.mm_target != "model" else "mm_loss"
+            _require(self.mm, f"{key}.{changed}", "sets the audio-text term: needs mm: true")
+        _require(self.mm_loss != "cwcl" or self.mm_target == "frozen_text", f"{key}.mm_loss",
+                 "cwcl takes its soft targets from the frozen text tower: needs mm_target: frozen_text")
         _require(self.tau > 0 and self.tau_mm > 0 and self.lwf_temperature > 0, f"{key}.tau", "temperatures must be > 0")
         for name in ("lambda_contrastive", "lambda_mm", "lambda_skd", "lwf_alpha", "ewc_lambda"):
             _require(getattr(self, name) >= 0, f"{key}.{name}", "must be >= 0")

@@ -26,7 +26,8 @@ TINY = {
     "split": {"preset": None, "n_tasks": 2, "class_order": "paper"},
     "model": {"d_model": 32, "encoder_layers": 1, "heads": 2, "conv_channels": 32, "proj_dim": 16},
     "train": {"first_task_epochs": 1, "epochs": 1, "batch_size": 16, "threads": 1, "progress": False},
-    "cil": {"strategies": ["finetune", "replay"], "tasks": [{"k": 0, "prev": "init"}, {"k": 1, "prev": "task0"}]},
+    # coconut-cwcl: its first and train stages read embed's real (MiniLM) transcript embeddings
+    "cil": {"strategies": ["finetune", "replay", "coconut-cwcl"], "tasks": [{"k": 0, "prev": "init"}, {"k": 1, "prev": "task0"}]},
     "vision": {"shapes": {"n_train": 48, "n_valid": 16, "n_test": 16}},
 }
 
@@ -64,7 +65,8 @@ def repo(tmp_path_factory) -> Path:
 def test_repro_then_nothing_to_do_then_metrics(repo):
     # every stage process logs the project files it imported (test_stage_deps_cover_the_modules_each_stage_imports)
     out = run(["dvc", "repro"], repo, env=dict(os.environ, PIPELINE_IMPORTS_LOG=str(repo.parent / "imports.jsonl")))
-    for stage in ("prepare", "init@finetune-0", "first@0", "train@replay-0-task1", "evaluate"):
+    for stage in ("prepare", "init@finetune-0", "first@0", "train@replay-0-task1", "embed", "train@coconut-cwcl-0-task1",
+                  "evaluate"):
         assert f"Running stage '{stage}'" in out
     # a second run does nothing, and the workspace matches dvc.lock
     again = run(["dvc", "repro"], repo)
@@ -73,7 +75,7 @@ def test_repro_then_nothing_to_do_then_metrics(repo):
     metrics = json.loads(run(["dvc", "metrics", "show", "--json"], repo))
     (data,) = [v["data"] for v in metrics.values()]
     shown = data["reports/cil/metrics.json"]["data"]
-    assert set(shown) == {"finetune", "replay"}
+    assert set(shown) == {"finetune", "replay", "coconut-cwcl"}
     for m in shown.values():
         assert 0.0 <= m["avg_acc"] <= 1.0 and 0.0 <= m["last_acc"] <= 1.0
     assert (repo / "reports/cil/report.html").is_file()

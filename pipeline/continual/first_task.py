@@ -40,7 +40,7 @@ NO_EFFECT_ON_FIRST_TASK = frozenset({
     "ewc", "ewc_lambda",  # the Fisher is computed after the task
     "epochs",  # later tasks only
 })
-MM_FIELDS = ("lambda_mm", "tau_mm")  # matter only when mm is on
+MM_FIELDS = ("lambda_mm", "tau_mm", "mm_target", "mm_loss")  # matter only when mm is on
 
 
 def first_task_recipe(recipe: Recipe) -> Recipe:

@@ -47,7 +47,8 @@ class PastClasses:
 
 class CoconutPlugin(SupervisedPlugin):
     """before_training_exp: reads strategy.model, sets the algorithm's teacher.
-    before_backward: reads strategy.model, .out, .mb_x, .mb_feat_len, .mb_tokens, .mb_y; adds to strategy.loss."""
+    before_backward: reads strategy.model, .out, .mb_x, .mb_feat_len, .mb_tokens, .mb_y, .mb_index (the samples'
+    positions in the training split: a frozen text target's rows); adds to strategy.loss."""
 
     def __init__(self, algo: Coconut, past: PastClasses):
         super().__init__()
@@ -59,7 +60,8 @@ class CoconutPlugin(SupervisedPlugin):
     def before_backward(self, strategy, **kwargs):
         with strategy.autocast():
             terms = self.algo.penalty(strategy.model, strategy.out, strategy.mb_x, strategy.mb_feat_len,
-                                      strategy.mb_tokens, strategy.mb_y, self.past.mask(strategy.mb_y))
+                                      strategy.mb_tokens, strategy.mb_y, self.past.mask(strategy.mb_y),
+                                      strategy.mb_index)
         _add_terms(strategy, terms)
 
 

@@ -16,6 +16,11 @@ that is killed and started again resumes from it (if the params and the previous
 same) and ends with the same result as an uninterrupted run. Task 0 can adopt instead the state that
 stage ``first@<seed>`` trained once for every strategy with the same first task (``first_task.py``),
 through the same fingerprinted path.
+
+A recipe with a frozen text target (``mm_target: frozen_text``) also reads the embed stage's cached
+transcript embeddings (``<embeddings>/text/transcripts.*``; their content is part of the run's fingerprint)
+and its model carries ``frozen_text_head`` from task 0 on (made from the seed when the chain starts, since
+the init checkpoint is the same for every strategy).
 """
 
 from __future__ import annotations
@@ -34,17 +39,27 @@ from pipeline.core import runtime
 from pipeline.continual.data import as_avalanche
 from pipeline.data.prepared import Prepared
 from pipeline.continual.optim import adamw
+from pipeline.data.embeddings import load_embeddings
 from pipeline.errors import DataError
 from pipeline.models.build import model_fingerprint
 from pipeline.models.slu import SLUModel
 
 
-def load_previous(folder: Path, model: SLUModel, fingerprint: str) -> dict:
+def load_previous(folder: Path, model: SLUModel, fingerprint: str, new_keys: frozenset[str] = frozenset()) -> dict:
+    """Load ``folder``'s weights into ``model`` (strictly); ``new_keys``: the model's own weights that the
+    checkpoint may lack (kept as they are: a head the init checkpoint does not have)."""
     meta = ckpt.read_meta(folder)
     if meta.get("model_fingerprint") != fingerprint:
         raise DataError(f"{folder}: checkpoint was made with other model params or another corpus; re-run it (dvc repro)")
-    model.load_state_dict(ckpt.read_tensors(folder, "model"))
+    state = ckpt.read_tensors(folder, "model")
+    own = {k: v for k, v in model.state_dict().items() if k in new_keys and k not in state}
+    model.load_state_dict({**state, **own})
     return meta
+
+
+def uses_frozen_text(recipe: Recipe) -> bool:
+    """Whether the recipe's audio-text term targets the frozen text tower's embeddings (the embed stage's cache)."""
+    return recipe.mm and recipe.mm_target == "frozen_text"
 
 
 # ----------------------------------------------------------------------------- one task
@@ -54,12 +69,15 @@ class TaskRun:
     """Everything about training ``strategy`` on task ``k`` (``prev``: the folder it starts from).
 
     ``recipe`` overrides the strategy's recipe (stage ``first`` trains first-task recipes); ``shared``: a
-    ``first@<seed>`` folder whose state task 0 adopts when its fingerprint matches.
+    ``first@<seed>`` folder whose state task 0 adopts when its fingerprint matches; ``embeddings``: the embed
+    stage's folder, read only by a recipe with a frozen text target.
     """
 
     def __init__(self, params: TrainParams, strategy: str, seed: int, task: int, prep: Prepared,
                  prev: Path, out: Path, device: torch.device, eval_split: str = "test",
-                 recipe: Recipe | None = None, shared: Path | None = None):
+                 recipe: Recipe | None = None, shared: Path | None = None, embeddings: Path | None = None):
+        self.embeddings = Path(embeddings) if embeddings is not None else None
+        self.frozen_text, self.frozen_digest = None, None  # set by load_frozen_text
         self.p, self.name = params, strategy
         self.recipe = recipe if recipe is not None else params.recipes[strategy]
         self.shared = Path(shared) if shared is not None and task == 0 else None
@@ -97,7 +115,8 @@ class TaskRun:
             self.policy = make_storage_policy(r.buffer_selection, capacity, model)
             plugins.append(pl.BufferReplayPlugin(capacity, batch_size_mem=r.buffer_batch_size, storage_policy=self.policy))
         if r.contrastive != "none" or r.mm:
-            algo = Coconut(r.contrastive, r.tau, r.lambda_contrastive, r.mm, r.tau_mm, r.lambda_mm)
+            algo = Coconut(r.contrastive, r.tau, r.lambda_contrastive, r.mm, r.tau_mm, r.lambda_mm, r.mm_loss,
+                           self.frozen_text)
             plugins.append(pl.CoconutPlugin(algo, past))
         if r.skd:
             self.algos["skd"] = SequenceKD(r.lambda_skd, self.prep.tokenizer.pad_id, self.p.model.max_decode_len)
@@ -121,13 +140,31 @@ class TaskRun:
         """Identifies a run's training (and its partial states): ``recipe`` (default: this run's), params,
         seed, task, the exact weights it starts from and the content of the prepared data it reads (task
         split, class order, metadata, features), so that a state left by a killed run is never resumed or
-        adopted on other data."""
-        return ckpt.json_digest({
+        adopted on other data (with a frozen text target, also the content of the cached embeddings)."""
+        recipe = recipe or self.recipe
+        info = {
             "data": self.prep.digest,
-            "recipe": asdict(recipe or self.recipe), "train": asdict(self.p.train), "model": asdict(self.p.model),
+            "recipe": asdict(recipe), "train": asdict(self.p.train), "model": asdict(self.p.model),
             "seed": self.seed, "task": self.k, "prev": self.prev_digest,
             "prev_model_fingerprint": prev_meta.get("model_fingerprint"),
-        })
+        }
+        if uses_frozen_text(recipe):
+            info["frozen_text"] = self.frozen_digest
+        return ckpt.json_digest(info)
+
+    def load_frozen_text(self) -> None:
+        """The frozen transcript embeddings of the training split (``self.frozen_text``, float32 [N, D]) and the
+        cache files' content digest (``self.frozen_digest``)."""
+        from pipeline.continual.coconut import FROZEN_TEXT, frozen_transcripts
+
+        if self.embeddings is None:
+            raise DataError(f"recipes.{self.name}: mm_target frozen_text reads the embed stage's cache: give --embeddings")
+        tower, name = FROZEN_TEXT
+        cache = load_embeddings(self.embeddings, tower, name)
+        base = self.embeddings / tower / name
+        self.frozen_text = frozen_transcripts(cache, self.prep.meta["train"], f"{base}.json")
+        self.frozen_digest = ckpt.json_digest({ext: ckpt.file_digest(base.with_suffix(ext))
+                                               for ext in (".safetensors", ".json")})
 
     # -- state across tasks
     def restore(self) -> None:
@@ -161,7 +198,15 @@ class TaskRun:
         """Restore, resume or adopt, train the remaining epochs and run the end-of-task hooks."""
         from pipeline.continual.first_task import first_task_recipe
 
-        self.prev_meta = load_previous(self.prev, model, model_fingerprint(self.p.model, self.prep))
+        new_keys = frozenset()
+        if uses_frozen_text(self.recipe):
+            from pipeline.continual.coconut import add_frozen_text_head
+
+            self.load_frozen_text()
+            add_frozen_text_head(model, self.frozen_text.shape[1], self.seed)
+            if self.k == 0:  # the init checkpoint is every strategy's: the head starts here
+                new_keys = frozenset(k for k in model.state_dict() if k.startswith("frozen_text_head."))
+        self.prev_meta = load_previous(self.prev, model, model_fingerprint(self.p.model, self.prep), new_keys)
         self.prev_digest = ckpt.file_digest(self.prev / "model.safetensors")  # read by both fingerprints
         self.fp = self.fingerprint(self.prev_meta)
         self.first_fp = self.fingerprint(self.prev_meta, first_task_recipe(self.recipe)) if self.k == 0 else None

@@ -1,6 +1,7 @@
 """Stage ``first@<seed>``: train the first task once per group of strategies that would train it alike.
 
-Reads the params sections ``model``, ``train``, ``cil.strategies`` and ``recipes``. On task 0 most
+Reads the params sections ``model``, ``train``, ``cil.strategies`` and ``recipes`` (and, for a recipe
+with ``mm_target: frozen_text``, the embed stage's cached transcript embeddings). On task 0 most
 continual-learning ingredients have nothing to act on (no buffer contents, teacher or Fisher yet), so
 e.g. fine-tuning, replay and joint train the same first-task model, bit for bit
 (:mod:`pipeline.continual.first_task` says which settings matter). This stage trains each distinct first
@@ -24,6 +25,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--seed", type=int, required=True)
     parser.add_argument("--prepared", default="data/prepared", help="the prepare stage's folder")
     parser.add_argument("--models", default="models", help="checkpoint root (default: models)")
+    parser.add_argument("--embeddings", default="data/embeddings",
+                        help="the embed stage's folder, read only by recipes with mm_target: frozen_text")
 
 
 def main(args) -> None:
@@ -52,7 +55,7 @@ def main(args) -> None:
             device = runtime.setup(params.train.device, args.seed, params.train.threads)  # as in a fresh train stage
             label = "+".join(members)
             run = TaskRun(params, f"first@{args.seed} [{label}]", args.seed, 0, prep, work / "init", work / label,
-                          device, recipe=recipe)
+                          device, recipe=recipe, embeddings=Path(args.embeddings))
             # its .partial folder then holds the state after the last epoch; it stays in work/ until the whole
             # stage is done, so a run killed during a later group resumes this one with no epoch left to train
             run.train(build_model(params.model, prep))

@@ -1,7 +1,8 @@
 """Stage ``train@<strategy>-<seed>-task<k>``: train one strategy on one task, then score it.
 
 Reads the params sections ``model``, ``train`` and ``recipes.<strategy>`` (plus ``cil.tasks`` to check
-the chain). Starts from ``models/<strategy>/s<seed>/<prev>`` (the init folder or task k-1) and writes
+the chain; a recipe with ``mm_target: frozen_text`` also reads the embed stage's cached transcript
+embeddings, ``--embeddings``). Starts from ``models/<strategy>/s<seed>/<prev>`` (the init folder or task k-1) and writes
 ``models/<strategy>/s<seed>/task<k>`` with the checkpoint and ``eval.json``, this task's row of the
 accuracy matrix on the test data of every task seen so far. Task 0 adopts the first task that stage
 ``first@<seed>`` trained (``models/first/s<seed>/<strategy>``) when it was trained for exactly these params
@@ -22,6 +23,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--task", type=int, required=True, help="task index k (0-based)")
     parser.add_argument("--prepared", default="data/prepared", help="the prepare stage's folder")
     parser.add_argument("--models", default="models", help="checkpoint root (default: models)")
+    parser.add_argument("--embeddings", default="data/embeddings",
+                        help="the embed stage's folder, read only by recipes with mm_target: frozen_text")
     parser.add_argument("--first", default=None,
                         help="task 0: the shared first-task folder to adopt (default: <models>/first/s<seed>/<strategy>)")
     parser.add_argument("--eval-split", default="test", choices=["test", "valid"],
@@ -54,7 +57,7 @@ def main(args) -> None:
     prev = root / params.cil.tasks[args.task].prev
     first = Path(args.first) if args.first else Path(args.models) / "first" / f"s{args.seed}" / args.strategy
     run = TaskRun(params, args.strategy, args.seed, args.task, prep, prev, root / f"task{args.task}", device,
-                  args.eval_split, shared=first)
+                  args.eval_split, shared=first, embeddings=Path(args.embeddings))
     row = run.run(build_model(params.model, prep))
     wer = "n/a" if row["wer_seen"] is None else f"{row['wer_seen']:.3f}"
     print(f"train {args.strategy} seed {args.seed} task {args.task}: loss {row['final_loss']:.3f}, "
