@@ -27,6 +27,8 @@ STAGES: dict[str, tuple[str, str]] = {
                     "a speech encoder aligned to the frozen text tower (CL, CWCL or supervised); zero-shot intents, keywords"),
     "cwcl-image": ("pipeline.stages.cwcl_image",
                    "a caption encoder aligned to the frozen image tower (CL, CWCL or supervised); zero-shot combinations"),
+    "evaluate-cwcl": ("pipeline.stages.evaluate_cwcl",
+                      "CL vs CWCL over seeds: zero-shot metrics, paired differences, figures and the report"),
 }
 
 
