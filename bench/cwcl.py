@@ -8,7 +8,7 @@ chance level, and the paired difference CWCL - CL per seed (the same held-out cl
 
     python bench/cwcl.py                          # seeds 0 1 2, both tasks
     python bench/cwcl.py --tasks speech --seeds 0 1 2 3 4
-    python bench/cwcl.py --tune                   # the temperature grid on the VALID split (seed 0)
+    python bench/cwcl.py --tune --jobs 2          # the temperature grid on the VALID split (seed 0)
     python bench/cwcl.py --set cwcl.speech.train.epochs=8
 
 ``--tune`` trains CL and CWCL at each temperature of ``--taus`` and prints the valid accuracy of the TRAINING
@@ -19,6 +19,7 @@ for information; the best temperature of each loss goes to ``cwcl.<task>.tau`` i
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import copy
 import json
 import statistics
@@ -87,21 +88,34 @@ def report(results: dict, seeds: list[int], tasks: list[str]) -> None:
                               + f" | mean {statistics.mean(diffs):+5.1f} ± {std:.1f} points")
 
 
+def run_all(jobs: list[tuple], n_jobs: int) -> list[tuple[dict, float]]:
+    """Run ``run_stage(*job)`` for every job, ``n_jobs`` at a time (results in the jobs' order)."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=n_jobs) as pool:
+        return list(pool.map(lambda job: run_stage(*job), jobs))
+
+
 def tune(args, base: dict, scratch: Path) -> None:
+    jobs, keys = [], []
+    for task in args.tasks:
+        for loss in ("cl", "cwcl"):
+            for tau in args.taus:
+                params = copy.deepcopy(base)
+                set_key(params, f"cwcl.{task}.tau.{loss}", tau)
+                path = scratch / f"params-{task}-{loss}-{tau}.yaml"
+                path.write_text(yaml.safe_dump(params))
+                jobs.append((task, loss, args.seeds[0], path, scratch / f"tune-{task}-{loss}-{tau}"))
+                keys.append((task, loss, tau))
+    done = dict(zip(keys, run_all(jobs, args.jobs)))
     for task in args.tasks:
         print(f"\n{task}: temperature grid, seed {args.seeds[0]} (valid split; selection metric: seen)")
         print(f"{'loss':6s} {'tau':>6s} {'valid seen':>11s} {'valid held-out':>15s} {'best epoch':>11s} {'s':>6s}")
         for loss in ("cl", "cwcl"):
             best = None
             for tau in args.taus:
-                params = copy.deepcopy(base)
-                set_key(params, f"cwcl.{task}.tau.{loss}", tau)
-                path = scratch / f"params-{task}-{loss}-{tau}.yaml"
-                path.write_text(yaml.safe_dump(params))
-                doc, secs = run_stage(task, loss, args.seeds[0], path, scratch / f"tune-{task}-{loss}-{tau}")
+                doc, secs = done[(task, loss, tau)]
                 v = doc["valid"]
                 print(f"{loss:6s} {tau:6.3f} {100 * v['seen']:10.1f}% {100 * v['unseen']:14.1f}% "
-                      f"{doc['best_epoch']:11d} {secs:6.0f}", flush=True)
+                      f"{doc['best_epoch']:11d} {secs:6.0f}")
                 if best is None or v["seen"] > best[1]:
                     best = (tau, v["seen"])
             print(f"-> cwcl.{task}.tau.{loss}: {best[0]}")
@@ -114,11 +128,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--losses", nargs="+", default=["cl", "cwcl", "supervised"])
     ap.add_argument("--set", action="append", default=[], metavar="KEY=YAML", help="override a param")
     ap.add_argument("--tune", action="store_true", help="the temperature grid on the valid split instead")
-    ap.add_argument("--taus", type=float, nargs="+", default=[0.02, 0.05, 0.1, 0.2])
+    ap.add_argument("--taus", type=float, nargs="+", default=[0.03, 0.07, 0.15])
+    ap.add_argument("--jobs", type=int, default=1, help="runs at a time (> 1: each with one thread: on a 2-core "
+                                                          "CPU two 1-thread runs finish sooner than one 2-thread run)")
     ap.add_argument("--keep", type=Path, help="write the runs here and keep them")
     ap.add_argument("--json", type=Path, help="write every run's zeroshot.json here (one file)")
     args = ap.parse_args(argv)
     base = yaml.safe_load((ROOT / "params.yaml").read_text())
+    if args.jobs > 1:
+        for task in ("speech", "image"):
+            set_key(base, f"cwcl.{task}.train.threads", 1)
     for item in args.set:
         key, _, value = item.partition("=")
         set_key(base, key, yaml.safe_load(value))
@@ -132,13 +151,11 @@ def main(argv: list[str] | None = None) -> int:
     params.write_text(yaml.safe_dump(base))
     results: dict = {}
     seconds: dict = {}
-    for task in args.tasks:
-        for loss in args.losses:
-            for seed in args.seeds:
-                doc, secs = run_stage(task, loss, seed, params, scratch / task / loss / f"s{seed}")
-                results.setdefault(task, {}).setdefault(loss, {})[seed] = doc
-                seconds.setdefault(f"{task}-{loss}", []).append(secs)
-                print(f"{task} {loss} s{seed}: {secs:.0f} s", flush=True)
+    keys = [(task, loss, seed) for task in args.tasks for loss in args.losses for seed in args.seeds]
+    jobs = [(task, loss, seed, params, scratch / task / loss / f"s{seed}") for task, loss, seed in keys]
+    for (task, loss, seed), (doc, secs) in zip(keys, run_all(jobs, args.jobs)):
+        results.setdefault(task, {}).setdefault(loss, {})[seed] = doc
+        seconds.setdefault(f"{task}-{loss}", []).append(secs)
     report(results, args.seeds, args.tasks)
     print("\nwall time per run (s): " + ", ".join(f"{k} {statistics.mean(v):.0f}" for k, v in seconds.items()))
     if args.json:

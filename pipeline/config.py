@@ -373,7 +373,7 @@ class CilConfig:
         for name in self.strategies:
             check_name(name, f"{key}.strategies")
             _require(name != "first", f"{key}.strategies",
-                     "'first' names stage first's folder models/first: rename the strategy")
+                     "'first' names stage first's folder models/cil/first: rename the strategy")
         _require(len(set(self.strategies)) == len(self.strategies), f"{key}.strategies", "names must be unique")
         _require(len(self.tasks) >= 1, f"{key}.tasks", "list at least one task")
         for i, t in enumerate(self.tasks):

@@ -230,7 +230,7 @@ def test_every_fsc_preset_and_fitting_increments_load(tmp_path):
         ({"cil": {"strategies": ["finetune", "finetune"], "tasks": [{"k": 0, "prev": "init"}]}}, "cil.strategies",
          "names must be unique"),
         ({"recipes": {"first": {}}, "cil": {"strategies": ["first"], "tasks": [{"k": 0, "prev": "init"}]}},
-         "cil.strategies", "'first' names stage first's folder models/first"),
+         "cil.strategies", "'first' names stage first's folder models/cil/first"),
         ({"cil": {"strategies": ["finetune"], "tasks": [{"k": 0, "prev": "init"}, {"k": 1, "prev": "init"}]}},
          "cil.tasks[1]", "expected {k: 1, prev: task0}, got {k: 1, prev: init}"),
         ({"cil": {"strategies": ["finetune"], "tasks": [{"k": 1, "prev": "task0"}]}}, "cil.tasks[0]",

@@ -29,6 +29,10 @@ TINY = {
     # coconut-cwcl: its first and train stages read embed's real (MiniLM) transcript embeddings
     "cil": {"strategies": ["finetune", "replay", "coconut-cwcl"], "tasks": [{"k": 0, "prev": "init"}, {"k": 1, "prev": "task0"}]},
     "vision": {"shapes": {"n_train": 48, "n_valid": 16, "n_test": 16}},
+    "cwcl": {"speech": {"heldout_intents": 4, "encoder": {"d_model": 32, "layers": 1, "heads": 2},
+                        "train": {"epochs": 1, "batch_size": 16, "threads": 1, "progress": False}},
+             "image": {"text_encoder": {"d_model": 32, "layers": 1, "heads": 2},
+                       "train": {"epochs": 1, "batch_size": 16, "threads": 1, "progress": False}}},
 }
 
 
@@ -66,7 +70,7 @@ def test_repro_then_nothing_to_do_then_metrics(repo):
     # every stage process logs the project files it imported (test_stage_deps_cover_the_modules_each_stage_imports)
     out = run(["dvc", "repro"], repo, env=dict(os.environ, PIPELINE_IMPORTS_LOG=str(repo.parent / "imports.jsonl")))
     for stage in ("prepare", "init@finetune-0", "first@0", "train@replay-0-task1", "embed", "train@coconut-cwcl-0-task1",
-                  "evaluate"):
+                  "evaluate", "cwcl-speech@cwcl-0", "cwcl-image@supervised-0", "evaluate-cwcl"):
         assert f"Running stage '{stage}'" in out
     # a second run does nothing, and the workspace matches dvc.lock
     again = run(["dvc", "repro"], repo)
@@ -79,6 +83,7 @@ def test_repro_then_nothing_to_do_then_metrics(repo):
     for m in shown.values():
         assert 0.0 <= m["avg_acc"] <= 1.0 and 0.0 <= m["last_acc"] <= 1.0
     assert (repo / "reports/cil/report.html").is_file()
+    assert "reports/cwcl/metrics.json" in data and (repo / "reports/cwcl/report.html").is_file()
 
 
 def test_exp_run_reruns_only_the_changed_strategy_and_compare_reads_it(repo):
@@ -124,6 +129,16 @@ def test_queued_experiments_end_in_one_comparison_table(repo):
 NOT_A_DEP = {"pipeline/__init__.py", "pipeline/__main__.py"}
 
 
+def discovery_imports() -> set[str]:
+    """The project files a fresh process imports to learn the params sections (pipeline.core.params
+    .known_sections: every track's params.py and what it imports)."""
+    code = ("import json, os, sys; from pipeline.core.params import known_sections; known_sections(); "
+            "print(json.dumps(sorted(os.path.relpath(m.__file__) for n, m in list(sys.modules.items()) "
+            "if n.startswith('pipeline') and getattr(m, '__file__', None))))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    return set(json.loads(out))
+
+
 def covered(path: str, deps: list[str]) -> bool:
     return any(path == d or path.startswith(d.rstrip("/") + "/") for d in deps)
 
@@ -141,10 +156,7 @@ def test_stage_deps_cover_the_modules_each_stage_imports(repo):
     assert set(imported) == set(stages), "every stage ran and logged its imports"
     # the params modules of every track are imported to know which top-level sections exist (core.params);
     # a stage that reads one of them lists it itself
-    from pipeline.core.params import section_modules
-
-    discovery = {m.replace(".", "/") + ".py" for m in section_modules()}
-    discovery |= {str(Path(f).parent / "__init__.py") for f in discovery}
+    discovery = discovery_imports()
     for name, files in sorted(imported.items()):
         deps = [d for d in stages[name]["deps"] if d.startswith("pipeline")]
         missing = sorted(f for f in files - NOT_A_DEP - discovery if not covered(f, deps))

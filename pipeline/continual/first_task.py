@@ -10,7 +10,7 @@ end of its last epoch, then runs only its own end-of-task work (buffer selection
 and its evaluation. The adoption goes through the same fingerprinted resume path as a restart after a kill,
 so a state trained with other params, data or init weights is never adopted.
 
-Layout of ``models/first/s<seed>`` (the stage's output)::
+Layout of ``models/cil/first/s<seed>`` (the stage's output)::
 
     <strategy>/model.safetensors, optimizer.pt, rng.pt   the state after the first task's last epoch
     <strategy>/state.json                                  fingerprint, epochs done, loss history

@@ -1,6 +1,6 @@
 """One task of one strategy: restore the previous checkpoint, train through Avalanche, evaluate, save.
 
-Checkpoint folder of a task (``models/<strategy>/s<seed>/task<k>``)::
+Checkpoint folder of a task (``models/cil/<strategy>/s<seed>/task<k>``)::
 
     model.safetensors   student weights (the next task's teacher is this model, frozen)
     optimizer.pt        optimiser state (tensors and numbers; weights_only=True)

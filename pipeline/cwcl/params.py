@@ -70,9 +70,10 @@ def _tau(key: str, taus: dict[str, float]) -> None:
 
 @dataclass
 class SpeechTrainConfig(TrainerConfig):
-    """The plain trainer's params with this task's defaults (12 epochs: see the README's CWCL section)."""
+    """The plain trainer's params with this task's defaults (6 epochs: the valid accuracy of the training intents
+    levels off after 5 on the default corpus; README "CWCL cross-modal transfer")."""
 
-    epochs: int = 12
+    epochs: int = 6
     batch_size: int = 64
     lr: float = 2e-3
     lr_schedule: Literal["constant", "cosine", "linear"] = "cosine"
@@ -84,7 +85,7 @@ class SpeechTrainConfig(TrainerConfig):
 
 @dataclass
 class ImageTrainConfig(TrainerConfig):
-    epochs: int = 10
+    epochs: int = 8
     batch_size: int = 128
     lr: float = 1e-3
     lr_schedule: Literal["constant", "cosine", "linear"] = "cosine"

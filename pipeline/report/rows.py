@@ -29,7 +29,7 @@ ACC_SEEN_TOLERANCE = 2e-3
 
 
 def train_stage_name(strategy: str, seed: int, task: int) -> str:
-    """The DVC stage that writes ``models/<strategy>/s<seed>/task<task>/eval.json``.
+    """The DVC stage that writes ``models/cil/<strategy>/s<seed>/task<task>/eval.json``.
 
     dvc.yaml generates the train stages with ``matrix: {strategy, seed, task}``; DVC 3.67 names them by
     joining the values with ``-`` and a dict value (a ``cil.tasks`` item) by key + index, giving
@@ -212,7 +212,7 @@ def first_task_timing_path(models_dir: str | Path, seed: int) -> Path:
 
 
 def first_task_timing(models_dir: str | Path, seed: int) -> dict[str, float]:
-    """``models/first/s<seed>/timing.json`` (stage first): strategy -> seconds of its shared first task."""
+    """``models/cil/first/s<seed>/timing.json`` (stage first): strategy -> seconds of its shared first task."""
     path = first_task_timing_path(models_dir, seed)
     if not path.is_file():
         return {}

@@ -1,6 +1,6 @@
 """``python -m pipeline evaluate``: accuracy matrices, forgetting, BWT, figures and the report.
 
-Reads ``models/<strategy>/s<seed>/task<k>/eval.json`` for every strategy in ``cil.strategies``, every
+Reads ``models/cil/<strategy>/s<seed>/task<k>/eval.json`` for every strategy in ``cil.strategies``, every
 seed in ``seeds`` and every task k < T = len(cil.tasks), plus ``data/prepared/tasks.json`` (the split),
 and writes under ``--out`` (default ``reports/cil``):
 
@@ -36,7 +36,7 @@ from pipeline.errors import DataError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--models-dir", default="models", help="where the train stages write (default: models)")
+    parser.add_argument("--models-dir", default="models/cil", help="where the train stages write (default: models/cil)")
     parser.add_argument("--prepared", default="data/prepared", help="the prepare stage's output (default: data/prepared)")
     parser.add_argument("--out", default="reports/cil", help="report folder, replaced as a whole (default: reports/cil)")
 

@@ -5,9 +5,9 @@ with ``mm_target: frozen_text``, the embed stage's cached transcript embeddings)
 continual-learning ingredients have nothing to act on (no buffer contents, teacher or Fisher yet), so
 e.g. fine-tuning, replay and joint train the same first-task model, bit for bit
 (:mod:`pipeline.continual.first_task` says which settings matter). This stage trains each distinct first
-task once, from the same init weights the ``init`` stage writes, and writes ``models/first/s<seed>/<strategy>``
+task once, from the same init weights the ``init`` stage writes, and writes ``models/cil/first/s<seed>/<strategy>``
 for every strategy; ``train@<strategy>-<seed>-task0`` adopts it and runs only the end-of-task work and the
-evaluation. A killed run resumes from its last finished epoch (``models/first/s<seed>.work``).
+evaluation. A killed run resumes from its last finished epoch (``models/cil/first/s<seed>.work``).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ FAST_EXIT = True
 def add_arguments(parser) -> None:
     parser.add_argument("--seed", type=int, required=True)
     parser.add_argument("--prepared", default="data/prepared", help="the prepare stage's folder")
-    parser.add_argument("--models", default="models", help="checkpoint root (default: models)")
+    parser.add_argument("--models", default="models/cil", help="checkpoint root (default: models/cil)")
     parser.add_argument("--embeddings", default="data/embeddings",
                         help="the embed stage's folder, read only by recipes with mm_target: frozen_text")
 

@@ -17,7 +17,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--strategy", required=True, help="strategy name (a key of recipes:)")
     parser.add_argument("--seed", type=int, required=True)
     parser.add_argument("--prepared", default="data/prepared", help="the prepare stage's folder")
-    parser.add_argument("--models", default="models", help="checkpoint root (default: models)")
+    parser.add_argument("--models", default="models/cil", help="checkpoint root (default: models/cil)")
 
 
 def main(args) -> None:

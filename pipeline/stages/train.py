@@ -2,10 +2,10 @@
 
 Reads the params sections ``model``, ``train`` and ``recipes.<strategy>`` (plus ``cil.tasks`` to check
 the chain; a recipe with ``mm_target: frozen_text`` also reads the embed stage's cached transcript
-embeddings, ``--embeddings``). Starts from ``models/<strategy>/s<seed>/<prev>`` (the init folder or task k-1) and writes
-``models/<strategy>/s<seed>/task<k>`` with the checkpoint and ``eval.json``, this task's row of the
+embeddings, ``--embeddings``). Starts from ``models/cil/<strategy>/s<seed>/<prev>`` (the init folder or task k-1) and writes
+``models/cil/<strategy>/s<seed>/task<k>`` with the checkpoint and ``eval.json``, this task's row of the
 accuracy matrix on the test data of every task seen so far. Task 0 adopts the first task that stage
-``first@<seed>`` trained (``models/first/s<seed>/<strategy>``) when it was trained for exactly these params
+``first@<seed>`` trained (``models/cil/first/s<seed>/<strategy>``) when it was trained for exactly these params
 and init weights, and trains it itself otherwise (e.g. when run outside DVC without that stage).
 """
 
@@ -22,7 +22,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--seed", type=int, required=True)
     parser.add_argument("--task", type=int, required=True, help="task index k (0-based)")
     parser.add_argument("--prepared", default="data/prepared", help="the prepare stage's folder")
-    parser.add_argument("--models", default="models", help="checkpoint root (default: models)")
+    parser.add_argument("--models", default="models/cil", help="checkpoint root (default: models/cil)")
     parser.add_argument("--embeddings", default="data/embeddings",
                         help="the embed stage's folder, read only by recipes with mm_target: frozen_text")
     parser.add_argument("--first", default=None,
