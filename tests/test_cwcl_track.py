@@ -240,3 +240,16 @@ def test_bad_params_are_one_line_errors(work, override, message):
     assert res.returncode == 2
     assert res.stderr.strip().splitlines() == [f"error: {message}" + res.stderr.strip().split(message, 1)[1]]
     assert "Traceback" not in res.stderr and not (work / "bad").exists()
+
+
+def test_embed_writes_every_combination_under_every_prompt_template(work):
+    from pipeline.data.embeddings import load_embeddings
+
+    prompts = load_embeddings(work / "data/embeddings", "text", "prompts-shapes")
+    templates = ["a {colour} {shape}", "a picture of a {colour} {shape}", "a {shape} that is {colour}",
+                 "one {colour} {shape}"]
+    assert len(prompts) == len(SHAPES) * len(COLOURS) * len(templates)
+    assert prompts.ids[:5] == ["red circle|0", "red circle|1", "red circle|2", "red circle|3", "orange circle|0"]
+    assert prompts.texts[:3] == ["a red circle", "a picture of a red circle", "a circle that is red"]
+    norms = prompts.emb.float().norm(dim=1)
+    assert torch.allclose(norms, torch.ones_like(norms), atol=1e-2)
