@@ -22,18 +22,21 @@ MAX_SCALE = 100.0
 
 
 class LogitScale(nn.Module):
-    """1 / tau: a fixed buffer, or a learnable ``log(1/tau)`` (Radford et al. 2021) capped at 100."""
+    """1 / tau: a fixed buffer, or a learnable ``log(1/tau)`` (Radford et al. 2021) whose exp is capped at 100
+    (the cap applies to learning only: a fixed tau below 0.01 is used as given)."""
 
     def __init__(self, tau: float, learn: bool):
         super().__init__()
         value = torch.tensor(math.log(1.0 / tau))
+        self.learn = learn
         if learn:
             self.log_scale = nn.Parameter(value)
         else:
             self.register_buffer("log_scale", value)
 
     def forward(self) -> torch.Tensor:
-        return self.log_scale.exp().clamp(max=MAX_SCALE)
+        scale = self.log_scale.exp()
+        return scale.clamp(max=MAX_SCALE) if self.learn else scale
 
 
 class Aligned(nn.Module):

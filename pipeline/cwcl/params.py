@@ -102,7 +102,7 @@ class SpeechTaskConfig:
     # a count (drawn by the held-out seed among the 31 intents) or a list of intent names
     heldout_intents: Union[int, list[str]] = 8
     encoder: SpeechEncoderConfig = field(default_factory=SpeechEncoderConfig)
-    tau: dict[str, float] = field(default_factory=lambda: {"cl": 0.05, "cwcl": 0.05})
+    tau: dict[str, float] = field(default_factory=lambda: {"cl": 0.07, "cwcl": 0.15})  # bench/cwcl.py --tune
     keywords: bool = True  # zero-shot keyword spotting on the prepared keyword set
     train: SpeechTrainConfig = field(default_factory=SpeechTrainConfig)
 
@@ -129,7 +129,7 @@ class ImageTaskConfig:
     # image encoder (a small CNN on the pixels) onto the frozen text tower's caption embeddings
     frozen: Literal["image", "text"] = "image"
     text_encoder: TextEncoderConfig = field(default_factory=TextEncoderConfig)
-    tau: dict[str, float] = field(default_factory=lambda: {"cl": 0.05, "cwcl": 0.05})
+    tau: dict[str, float] = field(default_factory=lambda: {"cl": 0.01, "cwcl": 0.01})  # bench/cwcl.py --tune
     train: ImageTrainConfig = field(default_factory=ImageTrainConfig)
 
     def validate(self, key: str) -> None:
