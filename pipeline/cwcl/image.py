@@ -12,8 +12,8 @@ compared with the frozen tower's prompt embeddings.
 
 The zero-shot classes are the colour x shape combinations (``attributes.json`` ``domains``); the held-out
 ones never appear in a training image or caption, while every colour and every shape still does. The
-supervised bound: a classifier over ALL combinations on the same image representation (a linear probe on the
-frozen embeddings; the CNN with a linear head in the mirrored variant).
+supervised bound: a classifier over ALL combinations on the same image representation (an MLP probe on the
+standardised frozen embeddings; the CNN with a linear head in the mirrored variant).
 """
 
 from __future__ import annotations
@@ -85,15 +85,20 @@ class CaptionEncoder(nn.Module):
         return self.encode_tokens(batch["tokens"])
 
 
-class LinearProbe(nn.Module):
-    """The supervised bound: logits of every class from the frozen image embedding."""
+class FeatureProbe(nn.Module):
+    """The supervised bound: logits of every class from the frozen image embedding, standardised by the training
+    set's per-feature mean and std (fixed buffers) and fed to an MLP. Standardising matters: on the unit-norm
+    1280-d embeddings a probe trained as long as the contrastive runs stayed at 23 % on the training classes
+    (below the zero-shot models); standardised, a linear probe reached 41 % and this MLP 54 % (seed 0)."""
 
-    def __init__(self, dim: int, n_classes: int):
+    def __init__(self, dim: int, n_classes: int, hidden: int, dropout: float, train_features: torch.Tensor):
         super().__init__()
-        self.linear = nn.Linear(dim, n_classes)
+        self.register_buffer("mean", train_features.mean(0))
+        self.register_buffer("std", train_features.std(0).clamp_min(1e-6))
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, n_classes))
 
     def forward(self, batch: dict) -> torch.Tensor:
-        return self.linear(batch["q"])
+        return self.mlp((batch["q"] - self.mean) / self.std)
 
 
 class ImageEncoder(nn.Module):
@@ -256,7 +261,7 @@ def build_image_model(cfg: ImageTaskConfig, data: ImageData, supervised: bool) -
     if data.frozen == "text":
         return ImageEncoder(len(data.classes) if supervised else data.dim, classifier=supervised)
     if supervised:
-        return LinearProbe(data.dim, len(data.classes))
+        return FeatureProbe(data.dim, len(data.classes), cfg.probe_hidden, cfg.text_encoder.dropout, data.train.frozen)
     return CaptionEncoder(cfg.text_encoder, len(data.vocab), data.dim)
 
 

@@ -129,11 +129,13 @@ class ImageTaskConfig:
     # image encoder (a small CNN on the pixels) onto the frozen text tower's caption embeddings
     frozen: Literal["image", "text"] = "image"
     text_encoder: TextEncoderConfig = field(default_factory=TextEncoderConfig)
+    probe_hidden: int = 512  # the supervised bound's MLP width (on the standardised frozen image embeddings)
     tau: dict[str, float] = field(default_factory=lambda: {"cl": 0.01, "cwcl": 0.01})  # bench/cwcl.py --tune
     train: ImageTrainConfig = field(default_factory=ImageTrainConfig)
 
     def validate(self, key: str) -> None:
         _tau(key, self.tau)
+        require(self.probe_hidden >= 1, f"{key}.probe_hidden", "must be >= 1")
         if isinstance(self.heldout_combos, float):
             require(0.0 < self.heldout_combos < 1.0, f"{key}.heldout_combos", "a fraction in (0, 1) or a list")
         else:
