@@ -109,3 +109,20 @@ def make_slurp(
     for name, ls in lines.items():
         (ann / name).write_text("\n".join(ls) + "\n")
     return root
+
+
+# ----------------------------------------------------------------------------- loss references
+
+
+def loop_dot(u, v):
+    """Dot product written out element by element (keeps autograd, avoids any vectorised kernel): the slow
+    references of the loss tests use it instead of matmul."""
+    total = u[0] * v[0]
+    for d in range(1, u.shape[0]):
+        total = total + u[d] * v[d]
+    return total
+
+
+def loop_unit_rows(x):
+    """The rows of [N, D] ``x`` divided by their loop_dot norm, as a list."""
+    return [x[i] / (loop_dot(x[i], x[i]) ** 0.5) for i in range(x.shape[0])]

@@ -11,6 +11,7 @@ import torch
 
 import pipeline.losses.cwcl as cwcl_module
 from pipeline.losses import ContrastiveLoss, CWCLLoss, cwcl_weights
+from conftest import loop_dot, loop_unit_rows
 
 LOSSES = {"cwcl": CWCLLoss, "cl": ContrastiveLoss}
 
@@ -18,27 +19,17 @@ LOSSES = {"cwcl": CWCLLoss, "cl": ContrastiveLoss}
 # ----------------------------------------------------------------------------- loop reference
 
 
-def _dot(u, v):
-    """Dot product written out element by element (keeps autograd, avoids any vectorised kernel)."""
-    total = u[0] * v[0]
-    for d in range(1, u.shape[0]):
-        total = total + u[d] * v[d]
-    return total
-
-
-def _unit_rows(x):
-    return [x[i] / torch.sqrt(_dot(x[i], x[i])) for i in range(x.shape[0])]
 
 
 def ref_loss(trainable, frozen, scale, weighted, normalize):
     """L = -1/N sum_i (1/sum_j w_ij) sum_j w_ij log softmax_j(S_ij) - 1/N sum_j log softmax_i(S_ij)|_{i=j},
     S_ij = scale * p_i . q_j (unit rows when normalize), w_ij = (1 + cos(q_i, q_j)) / 2 or [i = j]."""
     n = trainable.shape[0]
-    p = _unit_rows(trainable) if normalize else [trainable[i] for i in range(n)]
-    q = _unit_rows(frozen) if normalize else [frozen[i] for i in range(n)]
-    q_unit = _unit_rows(frozen)
-    S = [[scale * _dot(p[i], q[j]) for j in range(n)] for i in range(n)]
-    W = [[(1 + _dot(q_unit[i], q_unit[j])) / 2 if weighted else float(i == j) for j in range(n)] for i in range(n)]
+    p = loop_unit_rows(trainable) if normalize else [trainable[i] for i in range(n)]
+    q = loop_unit_rows(frozen) if normalize else [frozen[i] for i in range(n)]
+    q_unit = loop_unit_rows(frozen)
+    S = [[scale * loop_dot(p[i], q[j]) for j in range(n)] for i in range(n)]
+    W = [[(1 + loop_dot(q_unit[i], q_unit[j])) / 2 if weighted else float(i == j) for j in range(n)] for i in range(n)]
     rows = 0.0
     for i in range(n):
         log_row = torch.log(sum(torch.exp(S[i][k]) for k in range(n)))

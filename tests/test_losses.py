@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from pipeline.losses import MultimodalInfoNCELoss, RehearsalContrastiveLoss, SequenceKDLoss
+from conftest import loop_dot, loop_unit_rows
 
 SEEDS = [0, 1, 2, 3, 4]
 
@@ -17,22 +18,12 @@ SEEDS = [0, 1, 2, 3, 4]
 # ----------------------------------------------------------------------------- loop references
 
 
-def _dot(u, v):
-    """Dot product written out element by element (keeps autograd, avoids any vectorised kernel)."""
-    total = u[0] * v[0]
-    for d in range(1, u.shape[0]):
-        total = total + u[d] * v[d]
-    return total
-
-
-def _unit_rows(x):
-    return [x[i] / torch.sqrt(_dot(x[i], x[i])) for i in range(x.shape[0])]
 
 
 def ref_contrastive(student, teacher, labels, anchors, variant, tau, include_self):
     """The docstring's formula, one anchor / positive / negative at a time."""
-    s = _unit_rows(student)
-    t = _unit_rows(teacher) if teacher is not None else None
+    s = loop_unit_rows(student)
+    t = loop_unit_rows(teacher) if teacher is not None else None
     u = s if variant == "supcon" else t  # positive bank
     v = t if variant == "ntpt" else s  # negative bank
     y = labels.tolist()
@@ -44,10 +35,10 @@ def ref_contrastive(student, teacher, labels, anchors, variant, tau, include_sel
         neg = [n for n in range(len(y)) if y[n] != y[i]]
         if not pos:
             continue
-        denominator = sum(torch.exp(_dot(s[i], u[p]) / tau) for p in pos) + sum(
-            torch.exp(_dot(s[i], v[n]) / tau) for n in neg
+        denominator = sum(torch.exp(loop_dot(s[i], u[p]) / tau) for p in pos) + sum(
+            torch.exp(loop_dot(s[i], v[n]) / tau) for n in neg
         )
-        losses.append(-sum(torch.log(torch.exp(_dot(s[i], u[p]) / tau) / denominator) for p in pos) / len(pos))
+        losses.append(-sum(torch.log(torch.exp(loop_dot(s[i], u[p]) / tau) / denominator) for p in pos) / len(pos))
     if not losses:
         return student.sum() * 0.0
     return sum(losses) / len(losses)
@@ -55,11 +46,11 @@ def ref_contrastive(student, teacher, labels, anchors, variant, tau, include_sel
 
 def ref_mm(audio, text, tau, symmetric, mask=None, ids=None):
     keep = [i for i in range(audio.shape[0]) if mask is None or bool(mask[i])]
-    a = [r for i, r in enumerate(_unit_rows(audio)) if i in keep]
-    x = [r for i, r in enumerate(_unit_rows(text)) if i in keep]
+    a = [r for i, r in enumerate(loop_unit_rows(audio)) if i in keep]
+    x = [r for i, r in enumerate(loop_unit_rows(text)) if i in keep]
     n = len(keep)
     tid = [ids[i].item() for i in keep] if ids is not None else list(range(n))
-    S = [[_dot(a[i], x[j]) / tau for j in range(n)] for i in range(n)]
+    S = [[loop_dot(a[i], x[j]) / tau for j in range(n)] for i in range(n)]
     Y = [[(tid[i] == tid[j]) / sum(tid[k] == tid[i] for k in range(n)) for j in range(n)] for i in range(n)]
     a2t = 0.0
     for i in range(n):

@@ -38,6 +38,15 @@ from pipeline.cwcl.zeroshot import per_class_accuracy, zero_shot_metrics
 OWNER = "cwcl"
 
 
+def stage_arguments(parser, task: str) -> None:
+    """The options both CWCL stages take (each adds its own input folder)."""
+    parser.add_argument("--loss", required=True, choices=["cl", "cwcl", "supervised"])
+    parser.add_argument("--seed", type=int, required=True)
+    parser.add_argument("--embeddings", default="data/embeddings", help="the embed stage's folder")
+    parser.add_argument("--out", default=None, help=f"default: models/cwcl/{task}/<loss>/s<seed>")
+    parser.add_argument("--timing", default=None, help="where the wall times go (outside --out)")
+
+
 def seed_init(seed: int) -> None:
     """Seed torch before the model is built: its initial weights depend on the seed alone."""
     torch.manual_seed(derive_seed(seed, "init"))

@@ -13,12 +13,10 @@ from pathlib import Path
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--loss", required=True, choices=["cl", "cwcl", "supervised"])
-    parser.add_argument("--seed", type=int, required=True)
+    from pipeline.cwcl.run import stage_arguments
+
+    stage_arguments(parser, "speech")
     parser.add_argument("--prepared", default="data/prepared", help="the prepare stage's folder")
-    parser.add_argument("--embeddings", default="data/embeddings", help="the embed stage's folder")
-    parser.add_argument("--out", default=None, help="default: models/cwcl/speech/<loss>/s<seed>")
-    parser.add_argument("--timing", default=None, help="where the wall times go (outside --out)")
 
 
 def main(args) -> None:

@@ -42,10 +42,9 @@ import numpy as np
 from pipeline.config import SynthConfig
 from pipeline.core.atomic import atomic_dir
 from pipeline.data.synth.effects import SAMPLE_RATE, Rendered, coloured_noise, render_utterance
-from pipeline.data.synth.engine import Espeak, check_engine, espeak_paths, list_variants
-from pipeline.data.synth.speakers import Speaker, plan_speakers, seeded_rng
-from pipeline.data.synth.writer import _n_workers, write_wav
-from pipeline.errors import ParamsError
+from pipeline.data.synth.engine import Espeak
+from pipeline.data.synth.speakers import Speaker, seeded_rng
+from pipeline.data.synth.writer import _n_workers, checked_speakers, write_wav
 
 #: owner named in the marker file of a keyword folder (pipeline.core.atomic)
 OWNER = "synthetic-keywords"
@@ -95,12 +94,7 @@ def synthesize_keywords(root: Path, cfg: SynthConfig, words: Sequence[str], repe
     from tqdm import tqdm
 
     start = time.perf_counter()
-    cfg.validate("data.synthetic")
-    if cfg.seed < 0:
-        raise ParamsError(f"params: data.synthetic.seed: must be >= 0, got {cfg.seed}")
-    _, data_path = espeak_paths()
-    check_engine()
-    speakers = [s for s in plan_speakers(cfg, list_variants(data_path)) if s.split == "test"]
+    speakers = [s for s in checked_speakers(cfg) if s.split == "test"]
     words = list(words)
     snr = (cfg.snr_db_min, cfg.snr_db_max)
     with atomic_dir(Path(root), owner=OWNER) as tmp:

@@ -115,6 +115,17 @@ def _write_lists(root: Path, speakers: list[Speaker], plans: list[UtterancePlan]
                 writer.writerow([i, p.relpath, spk, p.text, action, obj, location])
 
 
+def checked_speakers(cfg: SynthConfig) -> list[Speaker]:
+    """The speakers of ``cfg`` after checking the params and that espeak-ng works (the corpus and the keyword
+    clips plan the same speakers)."""
+    cfg.validate("data.synthetic")
+    if cfg.seed < 0:
+        raise ParamsError(f"params: data.synthetic.seed: must be >= 0, got {cfg.seed}")
+    _, data_path = espeak_paths()
+    check_engine()
+    return plan_speakers(cfg, list_variants(data_path))
+
+
 def synthesize_corpus(root: Path, cfg: SynthConfig, progress: bool = True) -> dict:
     """Synthesise the corpus of ``cfg`` into ``root`` (FSC layout, replaced atomically) and return stats.
 
@@ -126,12 +137,7 @@ def synthesize_corpus(root: Path, cfg: SynthConfig, progress: bool = True) -> di
     from tqdm import tqdm
 
     start = time.perf_counter()
-    cfg.validate("data.synthetic")
-    if cfg.seed < 0:
-        raise ParamsError(f"params: data.synthetic.seed: must be >= 0, got {cfg.seed}")
-    _, data_path = espeak_paths()
-    check_engine()
-    speakers = plan_speakers(cfg, list_variants(data_path))
+    speakers = checked_speakers(cfg)
     plans = plan_utterances(cfg, speakers)
     by_speaker: dict[int, list[UtterancePlan]] = {}
     for p in plans:
