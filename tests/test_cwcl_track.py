@@ -253,3 +253,16 @@ def test_embed_writes_every_combination_under_every_prompt_template(work):
     assert prompts.texts[:3] == ["a red circle", "a picture of a red circle", "a circle that is red"]
     norms = prompts.emb.float().norm(dim=1)
     assert torch.allclose(norms, torch.ones_like(norms), atol=1e-2)
+
+
+def test_intent_descriptions_of_ones_own_override_the_template_and_unknown_intents_are_refused():
+    from pipeline.core.params import from_dict
+    from pipeline.models.params import EmbedConfig
+    from pipeline.stages.embed import text_sets
+
+    cfg = from_dict(EmbedConfig, {"intent_descriptions": {"bring_socks_none": "fetch my socks"}}, "embed")
+    texts = dict(zip(*(text_sets(cfg, {}, {"train": [], "valid": [], "test": []})["intents"][k] for k in ("ids", "texts"))))
+    assert texts["bring_socks_none"] == "fetch my socks"
+    assert texts["bring_shoes_none"] == "bring the shoes"  # the template, a slot that is none dropped
+    with pytest.raises(ParamsError, match=r"embed.intent_descriptions.bring_kite_none: not an FSC intent"):
+        from_dict(EmbedConfig, {"intent_descriptions": {"bring_kite_none": "x"}}, "embed")

@@ -85,6 +85,9 @@ class EmbedConfig:
     vision_sources: list[str] = field(default_factory=lambda: ["shapes", "digits"])  # folders of --vision
     # an FSC intent as text: a slot that is "none" is dropped with the literal text just before it
     intent_template: str = "{action} the {object} in the {location}"
+    # descriptions of your own for some or all intents (intent name -> text); the others take the template. In
+    # params rather than in a file so that DVC re-runs embed when one changes
+    intent_descriptions: dict[str, str] = field(default_factory=dict)
     keywords: list[str] = field(default_factory=lambda: list(SPEECH_COMMANDS_WORDS))
     class_template: str = "a {name}"  # a vision class as text ("_" in class names becomes a space)
     class_templates: dict[str, str] = field(default_factory=lambda: {"digits": "the digit {name}"})  # per source
@@ -101,6 +104,12 @@ class EmbedConfig:
         fields = _fields(self.intent_template, f"{key}.intent_template")
         require(fields <= {"action", "object", "location"} and bool(fields),
                 f"{key}.intent_template", "use the fields {action}, {object}, {location} only")
+        from pipeline.data.schema import FSC_INTENTS
+
+        for name, text in self.intent_descriptions.items():
+            require(name in FSC_INTENTS, f"{key}.intent_descriptions.{name}",
+                    f"not an FSC intent (names are action_object_location, e.g. {FSC_INTENTS[0]!r})")
+            require(bool(text.strip()), f"{key}.intent_descriptions.{name}", "an empty description")
         require(len(self.keywords) >= 1 and all(w.strip() for w in self.keywords), f"{key}.keywords",
                 "list one or more non-empty words")
         for k, tpl in [("class_template", self.class_template),

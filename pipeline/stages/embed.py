@@ -137,7 +137,8 @@ def text_sets(cfg: EmbedConfig, vision: dict, transcripts: dict[str, list[str]],
             sets[f"prompts-{source}"] = prompt_set(cfg.prompt_templates, *domains[source])
     texts, row = unique(t for split in SPEECH_SPLITS for t in transcripts[split])
     sets["transcripts"] = {"ids": texts, "texts": texts, "refs": {s: [row[t] for t in transcripts[s]] for s in SPEECH_SPLITS}}
-    sets["intents"] = {"ids": list(FSC_INTENTS), "texts": [intent_text(cfg.intent_template, i) for i in FSC_INTENTS]}
+    sets["intents"] = {"ids": list(FSC_INTENTS), "texts": [cfg.intent_descriptions.get(i) or intent_text(cfg.intent_template, i)
+                                                          for i in FSC_INTENTS]}
     words, _ = unique(cfg.keywords)
     sets["keywords"] = {"ids": words, "texts": words}
     return sets
