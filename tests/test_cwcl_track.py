@@ -266,3 +266,39 @@ def test_intent_descriptions_of_ones_own_override_the_template_and_unknown_inten
     assert texts["bring_shoes_none"] == "bring the shoes"  # the template, a slot that is none dropped
     with pytest.raises(ParamsError, match=r"embed.intent_descriptions.bring_kite_none: not an FSC intent"):
         from_dict(EmbedConfig, {"intent_descriptions": {"bring_kite_none": "x"}}, "embed")
+
+
+def test_the_speech_task_runs_on_a_pretrained_wav2vec2_style_encoder(tmp_path):
+    """cwcl.speech.encoder.pretrained: the encoder is a local wav2vec2-style folder reading raw samples; its
+    frozen convolutional feature encoder keeps the checkpoint's weights."""
+    from safetensors.torch import load_file
+
+    from test_pretrained import write_checkpoint
+
+    ckpt = write_checkpoint(tmp_path / "w2v")
+    raw = dict(TINY, features={"kind": "waveform"}, embed={"vision_sources": []},
+               cwcl={"speech": {**TINY["cwcl"]["speech"], "keywords": False,
+                                "encoder": {"d_model": 32, "pretrained": str(ckpt)},
+                                "train": {**TINY["cwcl"]["speech"]["train"], "epochs": 1}}})
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(raw))
+    p = ["--params", str(params)]
+    assert cli(["prepare", *p, "--out", str(tmp_path / "prepared"), "--no-progress"]) == 0
+    assert cli(["embed", *p, "--vision", str(tmp_path / "vision"), "--prepared", str(tmp_path / "prepared"),
+                "--out", str(tmp_path / "emb"), "--timing", str(tmp_path / "t.json"), "--no-progress"]) == 0
+    out = tmp_path / "run"
+    assert cli(["cwcl-speech", *p, "--loss", "cwcl", "--seed", "0", "--prepared", str(tmp_path / "prepared"),
+                "--embeddings", str(tmp_path / "emb"), "--out", str(out)]) == 0
+    doc = json.loads((out / "zeroshot.json").read_text())
+    assert 0.0 <= doc["sets"]["intents"]["metrics"]["unseen"] <= 1.0
+    trained = load_file(str(out / "model.safetensors"))
+    saved = load_file(str(ckpt / "model.safetensors"))
+    conv = "feature_extractor.conv_layers.0.conv.weight"
+    assert torch.equal(trained[f"encoder.encoder.model.{conv}"], saved[conv])
+    # the fbank encoder on raw samples (or the reverse) is one params line
+    raw["cwcl"]["speech"]["encoder"] = {"d_model": 32}
+    params.write_text(yaml.safe_dump(raw))
+    res = subprocess.run([sys.executable, "-m", "pipeline", "cwcl-speech", *p, "--loss", "cl", "--seed", "0",
+                          "--prepared", str(tmp_path / "prepared"), "--embeddings", str(tmp_path / "emb"),
+                          "--out", str(tmp_path / "bad")], capture_output=True, text=True)
+    assert res.returncode == 2 and "params: cwcl.speech.encoder.pretrained: the encoder needs log-Mel" in res.stderr
