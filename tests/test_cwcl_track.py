@@ -16,7 +16,7 @@ import torch
 import yaml
 
 from pipeline.__main__ import main as cli
-from pipeline.cwcl.holdout import pick_combos, pick_intents
+from pipeline.cwcl.holdout import pick_classes, pick_combos
 from pipeline.cwcl.zeroshot import per_class_accuracy, zero_shot_metrics
 from pipeline.data.schema import FSC_INTENTS
 from pipeline.errors import ParamsError
@@ -30,19 +30,19 @@ COLOURS = ["red", "orange", "yellow", "green", "cyan", "blue", "purple", "pink"]
 
 
 def test_heldout_intents_are_drawn_by_seed_and_lists_are_checked():
-    a, b, c = (pick_intents(8, INTENTS, s, "k") for s in (0, 0, 1))
+    a, b, c = (pick_classes(8, INTENTS, s, "k") for s in (0, 0, 1))
     assert a == b and a != c and len(a) == 8 and set(a) <= set(INTENTS)
     assert a == [i for i in INTENTS if i in a]  # in class order
-    listed = pick_intents([INTENTS[3], INTENTS[0]], INTENTS, 0, "k")
+    listed = pick_classes([INTENTS[3], INTENTS[0]], INTENTS, 0, "k")
     assert listed == [INTENTS[0], INTENTS[3]]
     with pytest.raises(ParamsError, match=r"k\[1\]: 'fly_kite_none' is not an intent"):
-        pick_intents([INTENTS[0], "fly_kite_none"], INTENTS, 0, "k")
+        pick_classes([INTENTS[0], "fly_kite_none"], INTENTS, 0, "k")
     with pytest.raises(ParamsError, match="at least 2 of the 31 intents must stay"):
-        pick_intents(INTENTS[:30], INTENTS, 0, "k")
+        pick_classes(INTENTS[:30], INTENTS, 0, "k")
     with pytest.raises(ParamsError, match="listed twice"):
-        pick_intents([INTENTS[0], INTENTS[0]], INTENTS, 0, "k")
+        pick_classes([INTENTS[0], INTENTS[0]], INTENTS, 0, "k")
     with pytest.raises(ParamsError, match="hold out 1 to 29"):
-        pick_intents(31, INTENTS, 0, "k")
+        pick_classes(31, INTENTS, 0, "k")
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -302,3 +302,33 @@ def test_the_speech_task_runs_on_a_pretrained_wav2vec2_style_encoder(tmp_path):
                           "--prepared", str(tmp_path / "prepared"), "--embeddings", str(tmp_path / "emb"),
                           "--out", str(tmp_path / "bad")], capture_output=True, text=True)
     assert res.returncode == 2 and "params: cwcl.speech.encoder.pretrained: the encoder needs log-Mel" in res.stderr
+
+
+def test_a_source_without_colour_and_shape_uses_its_own_classes(work, tmp_path, monkeypatch):
+    """The real-data path: an image-caption source (as vision.real jsonl/coco writes it) whose own classes
+    are the zero-shot classes; the held-out class's images and captions never reach training."""
+    import numpy as np
+
+    from pipeline.data.vision.imageset import ImageSet, write_split
+
+    names = ["cat", "dog", "car", "tree"]
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 48), ("valid", 16), ("test", 16)):
+        labels = np.arange(n) % len(names)
+        write_split(tmp_path / "vision" / "capsrc", split, ImageSet(
+            images=rng.integers(0, 255, (n, 16, 16, 3), dtype=np.uint8), labels=labels, class_names=names,
+            ids=[f"capsrc-{split}-{i:03d}" for i in range(n)],
+            captions=[[f"a photo of a {names[y]}", f"my {names[y]} outside"] for y in labels]))
+    raw = dict(TINY, embed={"vision_sources": ["capsrc"]},
+               cwcl=dict(TINY["cwcl"], image=dict(TINY["cwcl"]["image"], source="capsrc", heldout_classes=["dog"])))
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(raw))
+    assert cli(["embed", "--params", str(params), "--vision", str(tmp_path / "vision"), "--prepared",
+                str(work / "data/prepared"), "--out", str(tmp_path / "emb"), "--timing", str(tmp_path / "t.json"),
+                "--no-progress"]) == 0
+    seen = record_labels(monkeypatch)
+    assert cli(["cwcl-image", "--params", str(params), "--loss", "cwcl", "--seed", "0", "--vision",
+                str(tmp_path / "vision"), "--embeddings", str(tmp_path / "emb"), "--out", str(tmp_path / "run")]) == 0
+    doc = json.loads((tmp_path / "run" / "zeroshot.json").read_text())
+    assert doc["sets"]["combos"]["classes"] == names and doc["heldout"] == ["dog"]
+    assert set(torch.cat(seen).tolist()) == {0, 2, 3}

@@ -1,4 +1,4 @@
-"""Which classes never reach training: the held-out intents and colour x shape combinations.
+"""Which classes never reach training: held-out intents (or image classes) and colour x shape combinations.
 
 Both are drawn by a seed (``cwcl.heldout_seed``, default the run's seed) with numpy's PCG64, so the draw
 depends on nothing but the seed and the class list, or given as a list of names in params.
@@ -11,19 +11,21 @@ import numpy as np
 from pipeline.core.params import require
 
 
-def pick_intents(spec: int | list[str], intents: list[str], seed: int, key: str) -> list[str]:
-    """``spec`` intents of ``intents`` drawn by ``seed`` (a count), or the listed ones; returned in the
-    order of ``intents``. An unknown name, a repeat or holding out all but one is a params error."""
-    if isinstance(spec, int):
-        require(1 <= spec <= len(intents) - 2, key, f"hold out 1 to {len(intents) - 2} of the {len(intents)} intents")
-        chosen = set(np.random.default_rng(seed).choice(len(intents), size=spec, replace=False).tolist())
-        return [name for i, name in enumerate(intents) if i in chosen]
+def pick_classes(spec: int | float | list[str], names: list[str], seed: int, key: str, noun: str = "intent") -> list[str]:
+    """Held-out classes among ``names``: a count (int) or a fraction (float) drawn by ``seed``, or the listed
+    ones; returned in the order of ``names``. An unknown name, a repeat or fewer than 2 classes left for
+    training is a params error."""
+    if isinstance(spec, (int, float)):
+        count = spec if isinstance(spec, int) else max(1, round(spec * len(names)))
+        require(1 <= count <= len(names) - 2, key, f"hold out 1 to {len(names) - 2} of the {len(names)} {noun}s")
+        chosen = set(np.random.default_rng(seed).choice(len(names), size=count, replace=False).tolist())
+        return [name for i, name in enumerate(names) if i in chosen]
     for i, name in enumerate(spec):
-        require(name in intents, f"{key}[{i}]", f"{name!r} is not an intent of the prepared data "
-                f"(e.g. {intents[0]!r})")
-    require(len(set(spec)) == len(spec), key, "an intent is listed twice")
-    require(len(spec) <= len(intents) - 2, key, f"at least 2 of the {len(intents)} intents must stay for training")
-    return [name for name in intents if name in set(spec)]
+        require(name in names, f"{key}[{i}]", f"{name!r} is not an {noun} of the prepared data (e.g. {names[0]!r})"
+                if noun[0] in "aeiou" else f"{name!r} is not a {noun} of the prepared data (e.g. {names[0]!r})")
+    require(len(set(spec)) == len(spec), key, f"an {noun} is listed twice" if noun[0] in "aeiou" else f"a {noun} is listed twice")
+    require(len(spec) <= len(names) - 2, key, f"at least 2 of the {len(names)} {noun}s must stay for training")
+    return [name for name in names if name in set(spec)]
 
 
 def pick_combos(spec: float | list[str], shapes: list[str], colours: list[str], seed: int, key: str) -> list[str]:

@@ -29,7 +29,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from pipeline.cwcl.align import ScoreSet, cosine_or_logits
-from pipeline.cwcl.holdout import pick_combos
+from pipeline.cwcl.holdout import pick_classes, pick_combos
 from pipeline.cwcl.params import ImageTaskConfig, TextEncoderConfig
 from pipeline.cwcl.zeroshot import cosine_scores
 from pipeline.data.embeddings import load_embeddings
@@ -189,15 +189,12 @@ class ImageData:
         return [self.classes.index(c) for c in self.heldout]
 
 
-def domains(folder: Path) -> tuple[list[str], list[str]]:
-    """The source's shapes and colours (``attributes.json``: ``domains``)."""
+def domains(folder: Path) -> tuple[list[str], list[str]] | None:
+    """The source's shapes and colours (``attributes.json``: ``domains``), or None for a source without them."""
     f = folder / "attributes.json"
-    if not f.is_file():
-        raise DataError(f"{f}: missing; run prepare-vision (dvc repro prepare-vision)")
-    found = json.loads(f.read_text()).get("domains", {})
+    found = json.loads(f.read_text()).get("domains", {}) if f.is_file() else {}
     if "shape" not in found or "colour" not in found:
-        raise DataError(f"{f}: no colour and shape domains; the image transfer needs a source with colour x shape "
-                        "attributes (cwcl.image.source: shapes)")
+        return None
     return list(found["shape"]), list(found["colour"])
 
 
@@ -216,18 +213,45 @@ def prompts_by_class(embeddings: Path, source: str, classes: list[str]):
     return texts, torch.stack([prompts.emb[rows[c]].float() for c in classes])
 
 
+def class_prompts(embeddings: Path, source: str, classes: list[str]):
+    """A source without colour x shape attributes: its classes' prompts are the embed stage's
+    ``classes-<source>`` texts (``embed.class_template(s)``, one per class): [C, 1] texts, [C, 1, D]."""
+    prompts = load_embeddings(embeddings, "text", f"classes-{source}")
+    return [[prompts.texts[prompts.index()[c]]] for c in classes], prompts.rows(classes).float().unsqueeze(1)
+
+
+def zero_shot_classes(cfg: ImageTaskConfig, folder: Path, embeddings: Path, seed: int, key: str):
+    """The zero-shot classes, the held-out ones, each image's class and each class's prompts: the colour x shape
+    combinations of a source with those attributes (shapes), else the source's own classes (a real dataset
+    with captions, ``vision.real``), ``cwcl.image.heldout_classes`` of them held out."""
+    found = domains(folder)
+    if found is not None:
+        shapes, colours = found
+        classes = [f"{c} {s}" for s in shapes for c in colours]
+        heldout = pick_combos(cfg.heldout_combos, shapes, colours, seed, f"{key}.heldout_combos")
+
+        def label_of(data) -> torch.Tensor:
+            return torch.tensor([classes.index(f"{a['colour']} {a['shape']}") for a in data.attributes])
+
+        return classes, heldout, label_of, prompts_by_class(embeddings, cfg.source, classes)
+    classes = list(read_split(folder, "train").class_names)
+    heldout = pick_classes(cfg.heldout_classes, classes, seed, f"{key}.heldout_classes", noun="class")
+    return classes, heldout, lambda data: torch.from_numpy(data.labels).long(), class_prompts(embeddings, cfg.source,
+                                                                                               classes)
+
+
 def load_image(cfg: ImageTaskConfig, vision: Path, embeddings: Path, seed: int, key: str,
                supervised: bool = False) -> ImageData:
     folder = vision / cfg.source
-    shapes, colours = domains(folder)
-    classes = [f"{c} {s}" for s in shapes for c in colours]
-    heldout = pick_combos(cfg.heldout_combos, shapes, colours, seed, f"{key}.heldout_combos")
+    classes, heldout, label_of, (texts, prompt_emb) = zero_shot_classes(cfg, folder, embeddings, seed, key)
     unseen = {classes.index(c) for c in heldout}
     splits, frozen = {}, {}
     for split in ("train", "valid", "test"):
         data = read_split(folder, split)
-        labels = torch.tensor([classes.index(f"{a['colour']} {a['shape']}") for a in data.attributes])
-        splits[split] = (data, labels)
+        if split == "train" and not supervised and (data.captions is None or not all(data.captions)):
+            raise DataError(f"{folder}/train.jsonl: an image without captions; the image transfer learns from "
+                            "image-caption pairs (a source with captions: shapes, or vision.real kind jsonl / coco)")
+        splits[split] = (data, label_of(data))
         if cfg.frozen == "image":
             emb = load_embeddings(embeddings, "image", f"{cfg.source}-{split}")
             if emb.ids != data.ids:
@@ -236,7 +260,6 @@ def load_image(cfg: ImageTaskConfig, vision: Path, embeddings: Path, seed: int, 
             frozen[split] = emb.emb.float()
     data, labels = splits["train"]
     keep = [i for i, y in enumerate(labels.tolist()) if supervised or y not in unseen]  # held-out: gone, with captions
-    texts, prompt_emb = prompts_by_class(embeddings, cfg.source, classes)
     if cfg.frozen == "text":
         pixels = {s: torch.from_numpy(d.images) for s, (d, _) in splits.items()}  # uint8 [N, H, W, 3]
         captions = None

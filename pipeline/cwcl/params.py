@@ -125,6 +125,9 @@ class ImageTaskConfig:
     # a fraction of the colour x shape combinations (every colour and shape stays in training) or a list of
     # "colour shape" names
     heldout_combos: Union[float, list[str]] = 0.25
+    # a source without colour x shape attributes (a real dataset with captions): its own classes are the zero-shot
+    # classes, this fraction (drawn by the held-out seed) or list of them held out
+    heldout_classes: Union[float, list[str]] = 0.25
     # image: train a caption encoder onto the frozen image tower (the paper); text: the mirrored variant, an
     # image encoder (a small CNN on the pixels) onto the frozen text tower's caption embeddings
     frozen: Literal["image", "text"] = "image"
@@ -136,6 +139,8 @@ class ImageTaskConfig:
     def validate(self, key: str) -> None:
         _tau(key, self.tau)
         require(self.probe_hidden >= 1, f"{key}.probe_hidden", "must be >= 1")
+        if isinstance(self.heldout_classes, float):
+            require(0.0 < self.heldout_classes < 1.0, f"{key}.heldout_classes", "a fraction in (0, 1) or a list")
         if isinstance(self.heldout_combos, float):
             require(0.0 < self.heldout_combos < 1.0, f"{key}.heldout_combos", "a fraction in (0, 1) or a list")
         else:

@@ -20,7 +20,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from pipeline.cwcl.align import ScoreSet, cosine_or_logits
-from pipeline.cwcl.holdout import pick_intents
+from pipeline.cwcl.holdout import pick_classes
 from pipeline.cwcl.params import SpeechEncoderConfig, SpeechTaskConfig
 from pipeline.data.embeddings import load_embeddings
 from pipeline.data.prepared import Prepared, load_prepared
@@ -105,7 +105,7 @@ def load_speech(cfg: SpeechTaskConfig, prepared: Path, embeddings: Path, seed: i
     if missing:
         raise DataError(f"{embeddings}/text/intents.json: no description of class {missing[0]!r}; the speech "
                         "transfer needs the FSC intent schema (data.source synthetic or fsc)")
-    heldout = pick_intents(cfg.heldout_intents, classes, seed, f"{key}.heldout_intents")
+    heldout = pick_classes(cfg.heldout_intents, classes, seed, f"{key}.heldout_intents")
     transcripts = load_embeddings(embeddings, "text", "transcripts")
     unseen = {classes.index(c) for c in heldout}
     splits = {}

@@ -38,7 +38,8 @@ def main(args) -> None:
     clock.mark("load")
     batch = task.train.eval_batch_size
     splits = ("train", "valid", "test")
-    inputs = {"vision": content_digest(vision / task.source, [f"{s}.jsonl" for s in splits] + ["attributes.json"]),
+    read = [f"{s}.jsonl" for s in splits] + [f for f in ("classes.json", "attributes.json") if (vision / task.source / f).is_file()]
+    inputs = {"vision": content_digest(vision / task.source, read),
               "embeddings": content_digest(embeddings, [f"image/{task.source}-{s}.safetensors" for s in splits])}
     run.execute(task="image", loss=args.loss, seed=args.seed, heldout_seed=heldout_seed, task_cfg=task, learn=learn,
                 data=data, model=model, tau=tau, valid_scores=lambda m, loader: image_scores(m, loader, data, supervised),
