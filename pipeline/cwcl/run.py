@@ -53,12 +53,13 @@ def seed_init(seed: int) -> None:
 
 
 def train(model, loss: str, tau: float, cfg: TrainerConfig, train_set, valid_set, evaluate, *, out: Path,
-          fingerprint: str, seed: int, key: str, collate=None):
+          fingerprint: str, seed: int, key: str, collate=None, param_groups=None):
     """Fit ``model`` (an :class:`~pipeline.cwcl.align.Aligned`) with ``loss`` (cl, cwcl or supervised);
     returns the trainer's result and device. The model holds the selected weights afterwards."""
     step = supervised_step if loss == "supervised" else contrastive_step(make_loss(loss, tau))
     trainer = Trainer(cfg, model, step, evaluate, out=run_folder(out), fingerprint=fingerprint, seed=seed,
-                      key=key, collate=collate, label=f"{out.parent.parent.name}-{loss}-s{seed}")
+                      key=key, collate=collate, label=f"{out.parent.parent.name}-{loss}-s{seed}",
+                      param_groups=param_groups)
     return trainer.fit(train_set, valid_set), trainer.device
 
 
@@ -125,12 +126,14 @@ def headline(label: str, summary: dict, seconds: float) -> str:
 
 
 def execute(*, task: str, loss: str, seed: int, heldout_seed: int, task_cfg, learn: bool, data, model, tau: float,
-            valid_scores, test_sets: dict, inputs: dict, out: Path, timing: str | None, clock: "Clock") -> dict:
+            valid_scores, test_sets: dict, inputs: dict, out: Path, timing: str | None, clock: "Clock",
+            param_groups=None) -> dict:
     """Train, score the test sets and write the output of one stage run; returns the per-set summary.
 
     ``valid_scores(model, loader) -> ScoreSet`` drives the trainer's selection (metric
     ``<task>.train.select_metric`` of :func:`zero_shot_metrics`); ``test_sets``: name -> ``fn(model, device)
-    -> ScoreSet``; ``inputs``: digests of the data read (with the task's params, the run's identity).
+    -> ScoreSet``; ``inputs``: digests of the data read (with the task's params, the run's identity);
+    ``param_groups``: the trainer's optimiser groups (default one group).
     """
 
     def evaluate(m, loader):
@@ -140,7 +143,7 @@ def execute(*, task: str, loss: str, seed: int, heldout_seed: int, task_cfg, lea
     fingerprint = json_digest({"task": asdict(task_cfg), "loss": loss, "tau": tau, "learn": learn,
                                "heldout": data.heldout, "inputs": inputs})
     result, device = train(model, loss, tau, task_cfg.train, data.train, data.valid, evaluate, out=out,
-                           fingerprint=fingerprint, seed=seed, key=f"cwcl.{task}.train")
+                           fingerprint=fingerprint, seed=seed, key=f"cwcl.{task}.train", param_groups=param_groups)
     clock.mark("train")
     sets = {name: score(lambda m, fn=fn: fn(m, device), model, device) for name, fn in test_sets.items()}
     meta = {"task": task, "loss": loss, "seed": seed, "heldout_seed": heldout_seed, "heldout": data.heldout,

@@ -23,7 +23,7 @@ def main(args) -> None:
     from pipeline.core.checkpoint import content_digest
     from pipeline.cwcl import run
     from pipeline.cwcl.align import Aligned
-    from pipeline.cwcl.image import build_image_model, image_scores, load_image
+    from pipeline.cwcl.image import build_image_model, image_scores, load_image, param_groups, pretrained_folder
     from pipeline.cwcl.params import load_cwcl_params
 
     clock = run.Clock()
@@ -41,9 +41,12 @@ def main(args) -> None:
     read = [f"{s}.jsonl" for s in splits] + [f for f in ("classes.json", "attributes.json") if (vision / task.source / f).is_file()]
     inputs = {"vision": content_digest(vision / task.source, read),
               "embeddings": content_digest(embeddings, [f"image/{task.source}-{s}.safetensors" for s in splits])}
+    if task.text_encoder.kind == "pretrained" and not supervised:  # the initial weights are an input too
+        folder = pretrained_folder(task.text_encoder, "cwcl.image.text_encoder")
+        inputs["text_init"] = content_digest(folder, [f.name for f in sorted(folder.iterdir()) if f.is_file()])
     run.execute(task="image", loss=args.loss, seed=args.seed, heldout_seed=heldout_seed, task_cfg=task, learn=learn,
                 data=data, model=model, tau=tau, valid_scores=lambda m, loader: image_scores(m, loader, data, supervised),
                 test_sets={"combos": lambda m, device: image_scores(m, run.loader(data.test, batch, device), data,
                                                                     supervised)},
                 inputs=inputs, out=Path(args.out or f"models/cwcl/image/{args.loss}/s{args.seed}"),
-                timing=args.timing, clock=clock)
+                timing=args.timing, clock=clock, param_groups=None if supervised else param_groups(task))
