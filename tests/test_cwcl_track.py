@@ -355,3 +355,17 @@ def test_the_image_task_fine_tunes_a_pretrained_text_encoder_at_its_own_learning
     assert ours.startswith("encoder.model.") and not torch.equal(start[name], tuned[ours])
     doc = json.loads((work / "minilm" / "zeroshot.json").read_text())
     assert 0.0 <= doc["sets"]["combos"]["metrics"]["unseen"] <= 1.0
+
+
+def test_logit_scale_is_a_fixed_buffer_or_a_learnable_capped_parameter():
+    from pipeline.cwcl.align import LogitScale
+
+    fixed = LogitScale(0.0075, learn=False)
+    assert not list(fixed.parameters()) and float(fixed()) == pytest.approx(1 / 0.0075)  # no cap on a given tau
+    learned = LogitScale(0.07, learn=True)
+    (param,) = learned.parameters()
+    (-learned()).backward()
+    assert param.grad is not None and float(param.grad) < 0
+    with torch.no_grad():
+        param.fill_(10.0)  # exp(10) ~ 22026
+    assert float(learned()) == 100.0
