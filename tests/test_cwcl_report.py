@@ -15,7 +15,7 @@ from safetensors.numpy import save_file
 
 from pipeline.__main__ import run as cli
 from pipeline.errors import DataError
-from pipeline.report import cwcl as report
+from pipeline.report import cwcl_runs as report
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = [0, 1, 2]

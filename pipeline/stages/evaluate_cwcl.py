@@ -5,7 +5,7 @@ imply (the cwcl-speech and cwcl-image stages' outputs); a missing one is an erro
 report. Writes ``--out`` (default ``reports/cwcl``) as a whole through :func:`pipeline.core.atomic.atomic_dir`:
 ``metrics.json`` (DVC metrics), ``plots/zeroshot.json`` and ``plots/per_class.json`` (DVC plots data),
 ``figures/*.png``, ``report.md`` and a self-contained ``report.html``. What they hold:
-:mod:`pipeline.report.cwcl`.
+:mod:`pipeline.report.cwcl` (with ``cwcl_runs`` and ``cwcl_figures``).
 """
 
 from __future__ import annotations
@@ -24,13 +24,14 @@ def main(args: argparse.Namespace) -> None:
     from pipeline.core.atomic import atomic_dir
     from pipeline.core.params import parse_seeds, read_yaml, section
     from pipeline.cwcl.params import CwclConfig
-    from pipeline.report import cwcl as report
+    from pipeline.report.cwcl import write_all
+    from pipeline.report.cwcl_runs import TASKS, load_runs
 
     raw = read_yaml(args.params)
     seeds, losses = parse_seeds(raw), section(raw, CwclConfig, "cwcl").losses
-    runs = report.load_runs(args.models, losses, seeds)
+    runs = load_runs(args.models, losses, seeds)
     with atomic_dir(args.out, owner=OWNER) as tmp:
-        summary = report.write_all(tmp, args.models, runs, losses, seeds, args.params)
-    parts = [f"{t}/{n} {e['claim']['verdict']} the paper's range" for t in report.TASKS
+        summary = write_all(tmp, args.models, runs, losses, seeds, args.params)
+    parts = [f"{t}/{n} {e['claim']['verdict']} the paper's range" for t in TASKS
              for n, e in summary[t].items() if "claim" in e]
     print(f"evaluate-cwcl: {len(losses)} losses x {len(seeds)} seeds -> {args.out}/report.html ({'; '.join(parts)})")
