@@ -27,7 +27,8 @@ from pipeline.data.embeddings import EmbeddingSet
 from pipeline.errors import DataError
 from pipeline.losses import ContrastiveLoss, CWCLLoss, MultimodalInfoNCELoss, RehearsalContrastiveLoss
 from pipeline.models.encoder import masked_mean
-from pipeline.models.slu import SLUModel, SLUOutput, projection_head
+from pipeline.models.heads import projection_head
+from pipeline.models.slu import SLUModel, SLUOutput
 
 #: the embed stage's cached set that holds every transcript's frozen text embedding
 FROZEN_TEXT = ("text", "transcripts")

@@ -60,8 +60,8 @@ def make_loss(name: str, tau: float) -> nn.Module:
 def contrastive_step(loss: nn.Module):
     def step(model: Aligned, batch: dict) -> dict[str, torch.Tensor]:
         p = model(batch)  # [B, D] in the frozen space
-        value = loss(p, batch["q"], scale=model.scale())
-        return {"loss": value, "tau": 1.0 / model.scale().detach()}
+        scale = model.scale()
+        return {"loss": loss(p, batch["q"], scale=scale), "tau": 1.0 / scale.detach()}
 
     return step
 

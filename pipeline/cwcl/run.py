@@ -9,7 +9,8 @@ is written all at once::
     <out>/history.jsonl       per epoch: train loss terms, valid metrics, lr (no wall-clock times)
     <out>/zeroshot.safetensors  per test set <name>: <name>.scores float32 [N, C] (cosine to each class
                               description, or the supervised logits), <name>.labels int64 [N], <name>.emb
-                              float16 [N, D] (unit rows, for maps)
+                              float16 [N, D] (unit rows, for maps), and <name>.protos float16 [C, D] when the
+                              class prototypes come from the trained side (the image task's caption encoder)
     <out>/zeroshot.json       task, loss, seed, temperature, held-out classes, and per test set its class
                               names, held-out ids, metrics (:mod:`pipeline.cwcl.zeroshot`) and per-class accuracy
 
@@ -53,12 +54,12 @@ def seed_init(seed: int) -> None:
 
 
 def train(model, loss: str, tau: float, cfg: TrainerConfig, train_set, valid_set, evaluate, *, out: Path,
-          fingerprint: str, seed: int, key: str, collate=None, param_groups=None):
+          fingerprint: str, seed: int, key: str, param_groups=None):
     """Fit ``model`` (an :class:`~pipeline.cwcl.align.Aligned`) with ``loss`` (cl, cwcl or supervised);
     returns the trainer's result and device. The model holds the selected weights afterwards."""
     step = supervised_step if loss == "supervised" else contrastive_step(make_loss(loss, tau))
     trainer = Trainer(cfg, model, step, evaluate, out=run_folder(out), fingerprint=fingerprint, seed=seed,
-                      key=key, collate=collate, label=f"{out.parent.parent.name}-{loss}-s{seed}",
+                      key=key, label=f"{out.parent.parent.name}-{loss}-s{seed}",
                       param_groups=param_groups)
     return trainer.fit(train_set, valid_set), trainer.device
 
@@ -67,9 +68,9 @@ def run_folder(out: Path) -> Path:
     return out.with_name(out.name + ".run")
 
 
-def loader(dataset, batch_size: int, device: torch.device, collate=None) -> DeviceLoader:
+def loader(dataset, batch_size: int, device: torch.device) -> DeviceLoader:
     """In-order batches on ``device`` (for scoring the test sets)."""
-    return DeviceLoader(DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate), device)
+    return DeviceLoader(DataLoader(dataset, batch_size=batch_size, shuffle=False), device)
 
 
 @torch.no_grad()

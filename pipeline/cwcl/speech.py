@@ -26,10 +26,7 @@ from pipeline.data.embeddings import load_embeddings
 from pipeline.data.prepared import Prepared, load_prepared
 from pipeline.errors import DataError, ParamsError
 from pipeline.models.encoder import SpeechEncoder, masked_mean
-
-
-def projection_head(d_in: int, d_out: int) -> nn.Module:
-    return nn.Sequential(nn.Linear(d_in, d_in), nn.GELU(), nn.Linear(d_in, d_out))
+from pipeline.models.heads import projection_head
 
 
 class SpeechEmbedder(nn.Module):
@@ -144,20 +141,6 @@ def intent_scores(model, loader, data: SpeechData, supervised: bool) -> ScoreSet
     return cosine_or_logits(model, loader, data.descriptions, supervised, data.classes, data.unseen)
 
 
-class _Clips(Dataset):
-    """The keyword clips as the speech model's input dicts."""
-
-    def __init__(self, base):
-        self.base = base
-
-    def __len__(self) -> int:
-        return len(self.base)
-
-    def __getitem__(self, i: int) -> dict:
-        feats, y, n, *_ = self.base[i]
-        return {"feats": feats, "lens": n, "y": y}
-
-
 def keyword_scores(model, prepared: Path, embeddings: Path, batch_size: int, device) -> ScoreSet:
     """Every keyword clip of the prepare stage against the frozen embedding of every keyword (all classes are
     unseen: no keyword clip is ever trained on)."""
@@ -172,5 +155,6 @@ def keyword_scores(model, prepared: Path, embeddings: Path, batch_size: int, dev
                         "embed.keywords (the prepare stage's data.keywords.words and embed.keywords must agree)")
     prototypes = words.rows(clips.words).float()
     unseen = list(range(len(clips.words)))
-    return cosine_or_logits(model, loader(_Clips(clips.dataset), batch_size, device), prototypes, False,
+    clip_items = SpeechPairs(clips.dataset, range(len(clips.dataset)), None)  # the clips as the model's input dicts
+    return cosine_or_logits(model, loader(clip_items, batch_size, device), prototypes, False,
                             list(clips.words), unseen)

@@ -16,6 +16,7 @@ from torch import nn
 from pipeline.config import ModelConfig
 from pipeline.models.decoder import TokenDecoder
 from pipeline.models.encoder import SpeechEncoder, masked_mean
+from pipeline.models.heads import projection_head
 
 
 @dataclass(frozen=True)
@@ -37,10 +38,6 @@ class SLUOutput:
     audio_pooled: torch.Tensor  # [B, D]: mean of encoder states over real frames
     memory: torch.Tensor  # [B, T', D]: encoder states (S-KD decodes other targets from them)
     memory_pad: torch.Tensor  # [B, T'] True at padded steps
-
-
-def projection_head(d_in: int, d_out: int) -> nn.Module:
-    return nn.Sequential(nn.Linear(d_in, d_in), nn.GELU(), nn.Linear(d_in, d_out))
 
 
 class SLUModel(nn.Module):
