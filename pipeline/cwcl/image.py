@@ -37,6 +37,7 @@ from pipeline.data.tokenizer import words
 from pipeline.data.vision.imageset import read_split
 from pipeline.errors import DataError, ParamsError
 from pipeline.models.encoder import masked_mean, sinusoids
+from pipeline.models.heads import projection_head
 
 PAD, UNK = 0, 1
 
@@ -71,7 +72,7 @@ class CaptionEncoder(nn.Module):
                                            activation="gelu", batch_first=True, norm_first=True)
         self.layers = nn.TransformerEncoder(layer, cfg.layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(cfg.d_model)
-        self.head = nn.Sequential(nn.Linear(cfg.d_model, cfg.d_model), nn.GELU(), nn.Linear(cfg.d_model, out_dim))
+        self.head = projection_head(cfg.d_model, out_dim)
 
     def encode_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
         length = int((tokens != PAD).sum(1).max())
@@ -100,7 +101,7 @@ class PretrainedCaptionEncoder(nn.Module):
         self.model = AutoModel.from_pretrained(str(folder), local_files_only=True, dtype=torch.float32)
         self.pad_id = int(self.model.config.pad_token_id or 0)
         hidden = int(self.model.config.hidden_size)
-        self.head = nn.Sequential(nn.Linear(hidden, hidden), nn.GELU(), nn.Linear(hidden, out_dim))
+        self.head = projection_head(hidden, out_dim)
 
     def encode_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
         mask = tokens != self.pad_id
@@ -169,8 +170,7 @@ class ImageEncoder(nn.Module):
             blocks += [nn.Conv2d(c_in, c_out, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.GELU()]
             c_in = c_out
         self.convs = nn.Sequential(*blocks)
-        self.head = nn.Linear(c_in, out_dim) if classifier else nn.Sequential(
-            nn.Linear(c_in, c_in), nn.GELU(), nn.Linear(c_in, out_dim))
+        self.head = nn.Linear(c_in, out_dim) if classifier else projection_head(c_in, out_dim)
 
     def pooled(self, batch: dict) -> torch.Tensor:
         x = batch["image"].permute(0, 3, 1, 2).float() / 127.5 - 1.0  # [B, H, W, 3] uint8 -> [B, 3, H, W] in [-1, 1]
