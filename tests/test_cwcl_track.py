@@ -369,3 +369,22 @@ def test_logit_scale_is_a_fixed_buffer_or_a_learnable_capped_parameter():
     with torch.no_grad():
         param.fill_(10.0)  # exp(10) ~ 22026
     assert float(learned().detach()) == 100.0
+
+
+def test_the_image_run_identity_covers_what_each_direction_reads(work, tmp_path):
+    """The mirrored variant trains on the pixels and the frozen caption embeddings: both are in its digest
+    (a resumed partial run is never adopted after either changes), and not in the paper direction's."""
+    import shutil
+    from dataclasses import replace
+
+    from pipeline.cwcl.image import input_digests
+    from pipeline.cwcl.params import load_cwcl_params
+
+    emb = shutil.copytree(work / "data/embeddings", tmp_path / "emb")
+    image = load_cwcl_params(work / "params.yaml").image
+    text = replace(image, frozen="text")
+    before = {d: input_digests(cfg, work / "data/vision", emb) for d, cfg in (("image", image), ("text", text))}
+    captions = emb / "text/captions-shapes.json"
+    captions.write_text(captions.read_text().replace('"dim"', '"dim" ', 1))
+    after = {d: input_digests(cfg, work / "data/vision", emb) for d, cfg in (("image", image), ("text", text))}
+    assert after["image"] == before["image"] and after["text"]["embeddings"] != before["text"]["embeddings"]

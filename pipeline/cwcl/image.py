@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
+from pipeline.core.checkpoint import content_digest
 from pipeline.cwcl.align import ScoreSet, cosine_or_logits
 from pipeline.cwcl.holdout import pick_classes, pick_combos
 from pipeline.cwcl.params import ImageTaskConfig, TextEncoderConfig
@@ -336,6 +337,19 @@ def load_image(cfg: ImageTaskConfig, vision: Path, embeddings: Path, seed: int, 
     tokens = torch.stack([vocab.encode(t, cfg.text_encoder.max_tokens) for t in texts])  # [C, T, L]
     return ImageData(classes, heldout, "image", train, FrozenImages(frozen["valid"], splits["valid"][1]),
                      FrozenImages(frozen["test"], splits["test"][1]), int(frozen["train"].shape[1]), vocab, tokens)
+
+
+def input_digests(cfg: ImageTaskConfig, vision: Path, embeddings: Path) -> dict[str, str]:
+    """Content digests of every file :func:`load_image` reads (part of the run's identity): the source's splits
+    (images, labels, captions, attributes) and the embedding sets (the frozen side and the class prompts)."""
+    folder = vision / cfg.source
+    splits = ("train", "valid", "test")
+    own = [f"{s}.{ext}" for s in splits for ext in ("jsonl", "safetensors")]
+    own += [f for f in ("classes.json", "attributes.json") if (folder / f).is_file()]
+    sets = [f"text/{'prompts' if domains(folder) is not None else 'classes'}-{cfg.source}"]
+    sets += [f"text/captions-{cfg.source}"] if cfg.frozen == "text" else [f"image/{cfg.source}-{s}" for s in splits]
+    return {"vision": content_digest(folder, own),
+            "embeddings": content_digest(embeddings, [f"{name}.{ext}" for name in sets for ext in ("safetensors", "json")])}
 
 
 def build_image_model(cfg: ImageTaskConfig, data: ImageData, supervised: bool) -> nn.Module:

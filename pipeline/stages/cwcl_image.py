@@ -23,7 +23,8 @@ def main(args) -> None:
     from pipeline.core.checkpoint import content_digest
     from pipeline.cwcl import run
     from pipeline.cwcl.align import Aligned
-    from pipeline.cwcl.image import build_image_model, image_scores, load_image, param_groups, pretrained_folder
+    from pipeline.cwcl.image import (build_image_model, image_scores, input_digests, load_image, param_groups,
+                                     pretrained_folder)
     from pipeline.cwcl.params import load_cwcl_params
 
     clock = run.Clock()
@@ -37,10 +38,7 @@ def main(args) -> None:
     model = Aligned(build_image_model(task, data, supervised), tau, learn)
     clock.mark("load")
     batch = task.train.eval_batch_size
-    splits = ("train", "valid", "test")
-    read = [f"{s}.jsonl" for s in splits] + [f for f in ("classes.json", "attributes.json") if (vision / task.source / f).is_file()]
-    inputs = {"vision": content_digest(vision / task.source, read),
-              "embeddings": content_digest(embeddings, [f"image/{task.source}-{s}.safetensors" for s in splits])}
+    inputs = input_digests(task, vision, embeddings)
     if task.text_encoder.kind == "pretrained" and not supervised:  # the initial weights are an input too
         folder = pretrained_folder(task.text_encoder, "cwcl.image.text_encoder")
         inputs["text_init"] = content_digest(folder, [f.name for f in sorted(folder.iterdir()) if f.is_file()])

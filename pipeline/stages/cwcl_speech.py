@@ -42,7 +42,8 @@ def main(args) -> None:
     if task.keywords and not supervised:  # a classifier has no class for words it never trained on
         test_sets["keywords"] = lambda m, device: keyword_scores(m, prepared, embeddings, batch, device)
     inputs = {"prepared": data.prepared.digest,
-              "embeddings": content_digest(embeddings, ["text/intents.safetensors", "text/transcripts.safetensors"])}
+              "embeddings": content_digest(embeddings, [f"text/{name}.{ext}" for name in ("intents", "transcripts")
+                                                        for ext in ("safetensors", "json")])}
     run.execute(task="speech", loss=args.loss, seed=args.seed, heldout_seed=heldout_seed, task_cfg=task, learn=learn,
                 data=data, model=model, tau=tau, valid_scores=lambda m, loader: intent_scores(m, loader, data, supervised),
                 test_sets=test_sets, inputs=inputs, out=Path(args.out or f"models/cwcl/speech/{args.loss}/s{args.seed}"),
