@@ -84,20 +84,23 @@ class DigitsConfig:
 class RealConfig:
     """A real dataset on disk, read by pipeline.data.vision.readers.read_real (kind none: no real dataset)."""
 
-    kind: Literal["none", "mnist", "cifar10", "cifar100", "imagefolder", "jsonl", "coco"] = "none"
+    kind: Literal["none", "mnist", "cifar10", "cifar100", "imagefolder", "jsonl", "coco", "n24news", "food101"] = "none"
     root: Optional[str] = None
     # options of the readers; each applies to the kinds whose reader takes it (a set one that does not apply
     # to the kind is an error): see pipeline/data/vision/readers.py
-    image_size: Optional[int] = None  # imagefolder, jsonl, coco: resize to this side (null: all sizes must agree)
+    image_size: Optional[int] = None  # all but mnist, cifar: resize to this side (null: all sizes must agree)
     valid_fraction: float = 0.1  # drawn from train where the dataset has no valid split
     test_fraction: float = 0.1  # imagefolder, jsonl, coco without split folders or fields
     images: Optional[str] = None  # jsonl, coco: the image folder (default: next to the caption file)
     split: Optional[str] = None  # coco: put a single captions file's images in this split
     year: str = "2017"  # coco folder mode: captions_{train,val}<year>.json
     labels: Literal["fine", "coarse"] = "fine"  # cifar100: the 100 fine or the 20 coarse classes
+    text_field: Literal["headline", "caption", "abstract", "body"] = "abstract"  # n24news: the caption text
+    skip_missing: bool = False  # food101: leave out rows whose image is missing (false: an error)
 
     #: the reader options above (with their defaults, for "was it set?")
-    OPTIONS = ("image_size", "valid_fraction", "test_fraction", "images", "split", "year", "labels")
+    OPTIONS = ("image_size", "valid_fraction", "test_fraction", "images", "split", "year", "labels", "text_field",
+               "skip_missing")
 
     def validate(self, key: str) -> None:
         if self.kind != "none":

@@ -14,11 +14,18 @@
   the file's folder), ``image_size``, ``valid_fraction``, ``test_fraction``, ``seed``.
 - ``coco``: ``root`` is a ``captions_*.json`` or the COCO folder; ``images``, ``split``, ``year`` ("2017"),
   ``image_size``, ``valid_fraction``, ``test_fraction``, ``seed``.
+- ``n24news``: ``root`` holds ``news/nytimes_{train,dev,test}.json`` and ``imgs/``; ``text_field`` (the
+  caption: ``headline``, ``caption``, ``abstract`` (the default) or ``body``), ``image_size``, ``seed`` (unused).
+- ``food101``: UPMC-Food-101, ``root`` holds ``images/{train,test}/`` and ``texts/{train,test}_titles.csv``;
+  ``image_size``, ``valid_fraction``, ``seed``, ``skip_missing`` (False: a row whose image is missing is an
+  error; True: left out, counted in ``extra["skipped"]``).
 
 Formats, exact paths and id schemes: :mod:`.readers_idx` (MNIST), :mod:`.readers_cifar` (CIFAR, read by a
-restricted unpickler), :mod:`.readers_folder`, :mod:`.readers_captions` (JSON lines, COCO). Ids are
+restricted unpickler), :mod:`.readers_folder`, :mod:`.readers_captions` (JSON lines, COCO),
+:mod:`.readers_multimodal` (N24News, UPMC-Food-101: one text per image, as its caption). Ids are
 ``<kind>-<split of the source file>-<index>`` for MNIST and CIFAR (``cifar10-test-00042``), and the image's
-relative path for folders and caption files. ``valid_fraction``/``test_fraction`` draw seeded (``seed``)
+relative path for folders and caption files, the ``image_id`` for N24News and
+``<split>/<class>/<filename>`` for UPMC-Food-101. ``valid_fraction``/``test_fraction`` draw seeded (``seed``)
 splits where the source has none. Bad data is one :class:`~pipeline.errors.DataError` line naming the file;
 an unknown kind or option is a :class:`~pipeline.errors.ParamsError`.
 """
@@ -35,6 +42,7 @@ from pipeline.data.vision.readers_cifar import read_cifar
 from pipeline.data.vision.readers_common import check_fraction
 from pipeline.data.vision.readers_folder import read_imagefolder
 from pipeline.data.vision.readers_idx import read_mnist
+from pipeline.data.vision.readers_multimodal import read_food101, read_n24news
 from pipeline.errors import DataError, ParamsError
 
 READERS = {
@@ -44,6 +52,8 @@ READERS = {
     "imagefolder": read_imagefolder,
     "jsonl": read_jsonl,
     "coco": read_coco,
+    "n24news": read_n24news,
+    "food101": read_food101,
 }
 
 
