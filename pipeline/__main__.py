@@ -29,6 +29,14 @@ STAGES: dict[str, tuple[str, str]] = {
                    "a caption encoder aligned to the frozen image tower (CL, CWCL or supervised); zero-shot combinations"),
     "evaluate-cwcl": ("pipeline.stages.evaluate_cwcl",
                       "CL vs CWCL over seeds: zero-shot metrics, paired differences, figures and the report"),
+    "prepare-m3col": ("pipeline.stages.prepare_m3col",
+                      "the M3CoL fusion tasks' data: degraded images, noisy captions and transcripts, frozen embeddings"),
+    "m3col-image": ("pipeline.stages.m3col_image",
+                    "one M3CoL variant (unimodal, concat, aux, clip, m3co, m3col) on the image + caption task"),
+    "m3col-speech": ("pipeline.stages.m3col_speech",
+                     "one M3CoL variant (unimodal, concat, aux, clip, m3co, m3col) on the speech + transcript task"),
+    "evaluate-m3col": ("pipeline.stages.evaluate_m3col",
+                       "M3CoL against its baselines over seeds: accuracies, paired differences, figures and the report"),
 }
 
 

@@ -179,13 +179,17 @@ class Trainer:
     in a group are dropped. ``optimizer(groups)``: default AdamW(lr, weight_decay). ``scheduler(optimizer,
     total_steps)``: stepped after every optimiser step, its state_dict checkpointed; default: the config's
     schedule. ``collate``: the DataLoaders' collate_fn. ``key``: the params section, for error messages.
+    ``on_epoch(epoch)``: called before each training epoch (1-based), also the first one after a resume, for
+    what depends on the epoch alone (a loss schedule).
     """
 
     def __init__(self, cfg: TrainerConfig, model: torch.nn.Module, step: StepFn, evaluate: EvalFn, *, out: Path,
                  fingerprint: str, seed: int, param_groups: GroupsFn | None = None,
                  optimizer: OptimizerFn | None = None, scheduler: SchedulerFn | None = None,
-                 collate: Callable | None = None, key: str = "train", label: str = ""):
+                 collate: Callable | None = None, key: str = "train", label: str = "",
+                 on_epoch: Callable[[int], None] | None = None):
         self.cfg, self.step, self.evaluate, self.seed, self.key = cfg, step, evaluate, seed, key
+        self.on_epoch = on_epoch
         self.out = Path(out)
         self.partial = self.out.with_name(self.out.name + ".partial")
         self.label = label or self.out.name
@@ -302,6 +306,8 @@ class Trainer:
         random.seed(derive_seed(self.seed, "python", epoch))
         np.random.seed(derive_seed(self.seed, "numpy", epoch) % 2**32)
         loader = self._loader(data, True, epoch)
+        if self.on_epoch is not None:
+            self.on_epoch(epoch)
         self.model.train()
         sums: dict[str, torch.Tensor] = {}
         from tqdm import tqdm

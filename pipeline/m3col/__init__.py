@@ -1,0 +1,1 @@
+"""M3CoL: multimodal mixup-contrastive fusion classification (image + caption, speech + transcript)."""
