@@ -25,8 +25,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from pipeline.losses.cwcl import ContrastiveLoss
 from pipeline.losses.m3co import M3CoLoss
+from pipeline.losses.multimodal import MultimodalInfoNCELoss
 from pipeline.losses.softclip import SoftCLIPLoss
 from pipeline.m3col.params import LossConfig
 
@@ -55,7 +55,10 @@ class Objective:
 
     def __init__(self, variant: str, cfg: LossConfig, epochs: int):
         self.variant, self.cfg, self.epochs = variant, cfg, epochs
-        self.losses = {"infonce": ContrastiveLoss(temperature=cfg.tau),
+        # clip: InfoNCE with BOTH encoders trained (ContrastiveLoss, CWCL's locked-tower loss, detaches its
+        # second side), summed over the two directions (twice the averaged one): M3Co's scale at lambda = 1
+        infonce = MultimodalInfoNCELoss(temperature=cfg.tau)
+        self.losses = {"infonce": lambda a, b: 2 * infonce(a, b),
                        "m3co": M3CoLoss(temperature=cfg.tau, beta=cfg.beta, fraction=cfg.mix_fraction),
                        "softclip": SoftCLIPLoss(temperature=cfg.soft_tau)}
         self.phase = phase(variant, 1, cfg, epochs)

@@ -115,7 +115,9 @@ def speech_task(prepared: Path, cfg, seed: int) -> tuple[dict[str, list[dict]], 
     if not tok.is_file():
         raise DataError(f"{tok}: missing; run the prepare stage first (dvc repro prepare)")
     classes = list(json.loads(tok.read_text())["classes"])
-    vocab = sorted({w for row in meta["train"] for w in row["transcript"].split()})
+    # a bad row (no transcript) is skipped here and refused in one line by the loop below
+    vocab = sorted({w for row in meta["train"] if isinstance(row.get("transcript"), str)
+                    for w in row["transcript"].split()})
     out = {}
     for split in SPLITS:
         r, rows = rng(seed, split, 2), []
