@@ -34,57 +34,20 @@ from pipeline.cwcl.holdout import pick_classes, pick_combos
 from pipeline.cwcl.params import ImageTaskConfig, TextEncoderConfig
 from pipeline.cwcl.zeroshot import cosine_scores
 from pipeline.data.embeddings import load_embeddings
-from pipeline.data.tokenizer import words
 from pipeline.data.vision.imageset import read_split
 from pipeline.errors import DataError, ParamsError
-from pipeline.models.encoder import masked_mean, sinusoids
+from pipeline.models.convnet import ConvEncoder
+from pipeline.models.encoder import masked_mean
 from pipeline.models.heads import projection_head
+from pipeline.models.text import WordEncoder, WordVocab
 
-PAD, UNK = 0, 1
-
-
-class WordVocab:
-    """Word -> id over the training captions (``<pad>`` 0, ``<unk>`` 1, then the words sorted)."""
-
-    def __init__(self, texts: list[str]):
-        self.itos = ["<pad>", "<unk>", *sorted({w for t in texts for w in words(t)})]
-        self.stoi = {w: i for i, w in enumerate(self.itos)}
-
-    def __len__(self) -> int:
-        return len(self.itos)
-
-    def encode(self, texts: list[str], max_tokens: int) -> torch.Tensor:
-        """[N, max_tokens] ids, padded with PAD, truncated; an empty text keeps one UNK (never all padding)."""
-        out = torch.full((len(texts), max_tokens), PAD, dtype=torch.long)
-        for i, t in enumerate(texts):
-            ids = [self.stoi.get(w, UNK) for w in words(t)][:max_tokens] or [UNK]
-            out[i, : len(ids)] = torch.tensor(ids)
-        return out
-
-
-class CaptionEncoder(nn.Module):
-    """[B, L] word ids -> [B, out_dim]: embeddings + sinusoidal positions, pre-norm Transformer layers, mean over
-    the real tokens, an MLP into the frozen image space."""
+class CaptionEncoder(WordEncoder):
+    """The caption encoder from scratch: :class:`pipeline.models.text.WordEncoder` with ``cwcl.image.text_encoder``'s
+    sizes, into the frozen image space (same modules and parameter names as before the move)."""
 
     def __init__(self, cfg: TextEncoderConfig, vocab_size: int, out_dim: int):
-        super().__init__()
-        self.embed = nn.Embedding(vocab_size, cfg.d_model, padding_idx=PAD)
-        layer = nn.TransformerEncoderLayer(cfg.d_model, cfg.heads, cfg.ff_mult * cfg.d_model, cfg.dropout,
-                                           activation="gelu", batch_first=True, norm_first=True)
-        self.layers = nn.TransformerEncoder(layer, cfg.layers, enable_nested_tensor=False)
-        self.norm = nn.LayerNorm(cfg.d_model)
-        self.head = projection_head(cfg.d_model, out_dim)
-
-    def encode_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
-        length = int((tokens != PAD).sum(1).max())
-        tokens = tokens[:, :length]  # [B, L] -> [B, L']: drop the batch's common padding
-        pad = tokens == PAD
-        x = self.embed(tokens) + sinusoids(length, self.embed.embedding_dim, tokens.device).to(self.embed.weight.dtype)
-        x = self.norm(self.layers(x, src_key_padding_mask=pad))  # [B, L', d]
-        return self.head(masked_mean(x, pad))  # [B, out_dim]
-
-    def forward(self, batch: dict) -> torch.Tensor:
-        return self.encode_tokens(batch["tokens"])
+        super().__init__(vocab_size, out_dim, d_model=cfg.d_model, layers=cfg.layers, heads=cfg.heads,
+                         ff_mult=cfg.ff_mult, dropout=cfg.dropout)
 
 
 class PretrainedCaptionEncoder(nn.Module):
@@ -158,27 +121,9 @@ class FeatureProbe(nn.Module):
         return self.mlp((batch["q"] - self.mean) / self.std)
 
 
-class ImageEncoder(nn.Module):
-    """The mirrored variant's trainable side: uint8 [B, H, W, 3] images -> [B, out_dim]. Four stride-2 3x3
-    convolution blocks (32-64-128-256 channels, BatchNorm, GELU), global average pooling, then a head (an MLP
-    into the frozen space, or a linear classifier for the supervised bound)."""
-
-    def __init__(self, out_dim: int, classifier: bool = False, width: int = 32):
-        super().__init__()
-        blocks, c_in = [], 3
-        for i in range(4):
-            c_out = width * 2**i
-            blocks += [nn.Conv2d(c_in, c_out, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.GELU()]
-            c_in = c_out
-        self.convs = nn.Sequential(*blocks)
-        self.head = nn.Linear(c_in, out_dim) if classifier else projection_head(c_in, out_dim)
-
-    def pooled(self, batch: dict) -> torch.Tensor:
-        x = batch["image"].permute(0, 3, 1, 2).float() / 127.5 - 1.0  # [B, H, W, 3] uint8 -> [B, 3, H, W] in [-1, 1]
-        return self.convs(x).mean(dim=(2, 3))  # [B, C, H', W'] -> [B, C]
-
-    def forward(self, batch: dict) -> torch.Tensor:
-        return self.head(self.pooled(batch))
+class ImageEncoder(ConvEncoder):
+    """The mirrored variant's trainable side: :class:`pipeline.models.convnet.ConvEncoder` on ``batch["image"]``
+    (an MLP head into the frozen space, or a linear classifier for the supervised bound)."""
 
 
 class CaptionPairs(Dataset):

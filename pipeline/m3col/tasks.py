@@ -64,11 +64,21 @@ def image_conditions(attributes: list[dict]) -> dict[str, torch.Tensor]:
             "caption_no_colour": ~has_c, "caption_no_shape": ~has_s, "colour_lost_in_both": grey & ~has_c}
 
 
-def load_image(root: Path, encoders: str, vocab_tokens: int = 24) -> TaskData:
-    """``encoders``: ``embeddings`` (the frozen towers' cached rows) or ``end_to_end`` (pixels and word ids)."""
-    from pipeline.core.checkpoint import content_digest
+#: ``end_to_end``'s encoders (code constants, not params; folded into the run's identity with the vocabulary):
+#: words per caption, the word-level Transformer's sizes, the CNN's first width
+VOCAB_TOKENS = 24
+WORD_ENCODER = {"d_model": 128, "layers": 2, "heads": 4, "ff_mult": 2, "dropout": 0.1}
+CONV_WIDTH = 32
+
+
+def load_image(root: Path, encoders: str, vocab_tokens: int = VOCAB_TOKENS) -> TaskData:
+    """``encoders``: ``embeddings`` (the frozen towers' cached rows) or ``end_to_end`` (pixels uint8 [N, H, W, 3]
+    as ``pixels`` and caption word ids [N, vocab_tokens] as ``tokens``, the vocabulary built on the TRAIN
+    captions only)."""
+    from pipeline.core.checkpoint import content_digest, json_digest
 
     task = load_image_task(root)
+    digest = content_digest(Path(root), ["image", "manifest.json"])
     splits = {}
     if encoders == "end_to_end":
         from pipeline.models.text import WordVocab
@@ -76,16 +86,18 @@ def load_image(root: Path, encoders: str, vocab_tokens: int = 24) -> TaskData:
         vocab = WordVocab([c[0] for c in task.splits["train"].captions])
         for s in SPLITS:
             data = task.splits[s]
-            fields = {"pixels": torch.from_numpy(data.images), "tokens": vocab.encode([c[0] for c in data.captions], vocab_tokens)}
+            fields = {"pixels": torch.from_numpy(data.images),
+                      "tokens": vocab.encode([c[0] for c in data.captions], vocab_tokens)}
             splits[s] = Samples(s, fields, torch.from_numpy(data.labels))
-        extra = {"vocab": len(vocab)}
+        extra = {"vocab": len(vocab), "vocab_tokens": vocab_tokens, "word_encoder": dict(WORD_ENCODER),
+                 "conv_width": CONV_WIDTH}
+        digest += json_digest({"end_to_end": extra})  # the encoders' inputs and sizes (not params)
     else:
         for s in SPLITS:
             splits[s] = Samples(s, {"image": task.image[s], "text": task.text[s]}, torch.from_numpy(task.splits[s].labels))
         extra = {}
     return TaskData("image", ("image", "text"), task.classes, splits, image_conditions(task.splits["test"].attributes),
-                    task.manifest.get("ceiling"), task.manifest.get("source", "?"),
-                    content_digest(Path(root), ["image", "manifest.json"]), extra)
+                    task.manifest.get("ceiling"), task.manifest.get("source", "?"), digest, extra)
 
 
 def image_encoders(data: TaskData, encoders: str, heads) -> dict[str, nn.Module]:
@@ -93,7 +105,9 @@ def image_encoders(data: TaskData, encoders: str, heads) -> dict[str, nn.Module]
         from pipeline.models.convnet import ConvEncoder
         from pipeline.models.text import WordEncoder
 
-        return {"image": ConvEncoder(heads.dim), "text": WordEncoder(data.extra["vocab"], heads.dim)}
+        extra = data.extra
+        return {"image": ConvEncoder(heads.dim, width=extra["conv_width"], key="pixels"),
+                "text": WordEncoder(extra["vocab"], heads.dim, **extra["word_encoder"], key="tokens")}
     train = data.splits["train"].fields
     return {m: FeatureEncoder(m, train[m], heads.hidden, heads.dim, heads.dropout) for m in ("image", "text")}
 
