@@ -126,3 +126,18 @@ def loop_dot(u, v):
 def loop_unit_rows(x):
     """The rows of [N, D] ``x`` divided by their loop_dot norm, as a list."""
     return [x[i] / (loop_dot(x[i], x[i]) ** 0.5) for i in range(x.shape[0])]
+
+
+def one_error(call, *names) -> str:
+    """``call()`` raises one DataError line that contains every string in ``names``; returns the line."""
+    import pytest
+
+    from pipeline.errors import DataError
+
+    with pytest.raises(DataError) as e:
+        call()
+    msg = str(e.value)
+    assert "\n" not in msg
+    for name in names:
+        assert str(name) in msg, msg
+    return msg

@@ -13,18 +13,7 @@ from PIL import Image
 
 from pipeline.data.vision.readers import options_of, read_real
 from pipeline.errors import DataError, ParamsError
-
-
-def one_error(call, *names) -> str:
-    """``call()`` raises one DataError line that contains every string in ``names``."""
-    with pytest.raises(DataError) as e:
-        call()
-    msg = str(e.value)
-    assert "\n" not in msg
-    for name in names:
-        assert str(name) in msg, msg
-    return msg
-
+from conftest import one_error
 
 def write_image(path, value: int, size=(8, 8)) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)

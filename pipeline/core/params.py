@@ -191,7 +191,8 @@ def read_yaml(path: str | Path) -> dict:
     allowed = known_sections()
     unknown = sorted(str(k) for k in data if k not in allowed)
     if unknown:
-        raise ParamsError(f"params: {unknown[0]}: unknown top-level section; allowed sections: {', '.join(allowed)}")
+        names = ["seeds", *sorted(n for n in allowed if n != "seeds")]  # the same order whatever imported first
+        raise ParamsError(f"params: {unknown[0]}: unknown top-level section; allowed sections: {', '.join(names)}")
     return data
 
 

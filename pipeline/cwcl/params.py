@@ -12,36 +12,9 @@ from typing import Literal, Optional, Union
 
 from pipeline.core.params import read_yaml, register_section, require, section
 from pipeline.core.trainer_config import TrainerConfig
+from pipeline.models.params import SpeechEncoderConfig  # shared with the M3CoL track
 
 LOSSES = ("cl", "cwcl", "supervised")
-
-
-@dataclass
-class SpeechEncoderConfig:
-    """The trainable speech encoder (:class:`pipeline.models.encoder.SpeechEncoder`, from scratch on the
-    prepared log-Mel features) or a local wav2vec2-style folder (needs ``features.kind: waveform``)."""
-
-    encoder: Literal["gru", "conv", "transformer"] = "gru"
-    d_model: int = 128
-    layers: int = 2
-    heads: int = 4
-    ff_mult: int = 2
-    dropout: float = 0.1
-    front: Literal["stack", "conv"] = "stack"
-    subsample: Literal[2, 4, 8] = 8
-    conv_channels: int = 96
-    utterance_norm: bool = True
-    spec_augment: bool = False
-    pretrained: Optional[str] = None  # a local Hugging Face wav2vec2-style folder (nothing is downloaded)
-
-    def validate(self, key: str) -> None:
-        require(self.d_model % self.heads == 0, f"{key}.d_model", f"must be divisible by heads ({self.heads})")
-        require(self.layers >= 1, f"{key}.layers", "must be >= 1")
-        require(0.0 <= self.dropout < 1.0, f"{key}.dropout", "must be in [0, 1)")
-        if self.pretrained is not None:
-            folder = Path(self.pretrained)
-            require((folder / "config.json").is_file(), f"{key}.pretrained",
-                    f"{folder}: not a local Hugging Face checkpoint folder (config.json missing; nothing is downloaded)")
 
 
 @dataclass

@@ -48,7 +48,7 @@ class SpeechFeature(nn.Module):
 
         self.encoder = SpeechEncoder(n_mels, cfg.d_model, cfg.layers, cfg.heads, cfg.ff_mult * cfg.d_model,
                                      cfg.dropout, cfg.subsample, cfg.conv_channels, cfg.utterance_norm,
-                                     cfg.encoder, False, cfg.front)
+                                     cfg.encoder, cfg.spec_augment, cfg.front)
         self.out = nn.Linear(cfg.d_model, dim)
 
     def forward(self, batch: dict) -> torch.Tensor:

@@ -14,6 +14,7 @@ from typing import Literal, Optional
 
 from pipeline.core.params import read_yaml, register_section, require, section
 from pipeline.core.trainer_config import TrainerConfig
+from pipeline.models.params import SpeechEncoderConfig
 
 #: every variant a task can run; the unimodal ones are named after their modality
 FUSION_VARIANTS = ("concat", "aux", "clip", "m3co", "m3col")
@@ -191,36 +192,17 @@ class ImageTaskConfig:
 
 
 @dataclass
-class SpeechEncoderConfig:
-    """The speech modality's encoder, from scratch on the prepared log-Mel features (no frozen speech tower
-    exists offline): :class:`pipeline.models.encoder.SpeechEncoder`, mean over time."""
-
-    encoder: Literal["gru", "conv", "transformer"] = "gru"
-    d_model: int = 96
-    layers: int = 1
-    heads: int = 4
-    ff_mult: int = 2
-    dropout: float = 0.1
-    front: Literal["stack", "conv"] = "stack"
-    subsample: Literal[2, 4, 8] = 8
-    conv_channels: int = 96
-    utterance_norm: bool = True
-
-    def validate(self, key: str) -> None:
-        require(self.d_model % self.heads == 0, f"{key}.d_model", f"must be divisible by heads ({self.heads})")
-        require(self.layers >= 1, f"{key}.layers", "must be >= 1")
-        _fraction(self.dropout, f"{key}.dropout", closed=False)
-
-
-@dataclass
 class SpeechTaskConfig:
     variants: list[str] = field(default_factory=lambda: [v for v in variants_of("speech") if v != "aux"])
-    encoder: SpeechEncoderConfig = field(default_factory=SpeechEncoderConfig)
+    # from scratch on the prepared log-Mel features, mean over time (no frozen speech tower exists offline)
+    encoder: SpeechEncoderConfig = field(default_factory=lambda: SpeechEncoderConfig(d_model=96, layers=1))
     heads: HeadConfig = field(default_factory=HeadConfig)
     train: SpeechTrainConfig = field(default_factory=SpeechTrainConfig)
 
     def validate(self, key: str) -> None:
         _variants(self.variants, "speech", f"{key}.variants")
+        require(self.encoder.pretrained is None, f"{key}.encoder.pretrained",
+                "the M3CoL speech task trains its encoder from scratch on log-Mel features (set null)")
         self.train.validate(f"{key}.train")
 
 

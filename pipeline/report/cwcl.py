@@ -13,7 +13,7 @@ from pipeline.report.cwcl_figures import write_figures
 from pipeline.report.cwcl_runs import (CLAIMS, LABELS, METRICS, TASKS, per_class, per_class_rows, summarise, verdict,
                                        zeroshot_rows)
 from pipeline.report.figures import Figure
-from pipeline.report.render import _CSS, Cell, Table, _h, _html_table, _img, _kv, _md_table, fmt_pct, provenance
+from pipeline.report.render import Cell, Table, blocks_html, blocks_markdown, fmt_pct, provenance
 
 
 # ----------------------------------------------------------------------------- the report
@@ -134,21 +134,11 @@ TITLE = "CWCL cross-modal transfer: zero-shot report"
 
 
 def render_markdown(r: Report) -> str:
-    md = {"h2": lambda x: f"## {x}", "h3": lambda x: f"### {x}", "p": str, "table": _md_table,
-          "figure": lambda f: f"### {f.title}\n\n![{f.title}](figures/{f.filename})\n\n{f.caption}",
-          "kv": lambda kv: "\n".join(f"- **{k}**: `{v}`" for k, v in kv)}
-    return "\n\n".join([f"# {TITLE}"] + [md[k](x) for k, x in blocks(r)]) + "\n"
+    return blocks_markdown(TITLE, blocks(r))
 
 
 def render_html(r: Report, fig_dir: Path) -> str:
-    """One self-contained page: inline CSS, PNGs as data: URIs (render.py's helpers)."""
-    html = {"h2": lambda x: f"<h2>{_h(x)}</h2>", "h3": lambda x: f"<h3>{_h(x)}</h3>",
-            "p": lambda x: f"<p>{_h(x)}</p>", "table": _html_table,
-            "figure": lambda f: f"<h3>{_h(f.title)}</h3>{_img(f, fig_dir)}", "kv": lambda kv: _kv(kv, code=True)}
-    head = ['<!DOCTYPE html>', '<html lang="en"><head><meta charset="utf-8">',
-            '<meta name="viewport" content="width=device-width, initial-scale=1">',
-            f"<title>{_h(TITLE)}</title><style>{_CSS}</style></head><body>", f"<h1>{_h(TITLE)}</h1>"]
-    return "\n".join(head + [html[k](x) for k, x in blocks(r)] + ["</body></html>", ""])
+    return blocks_html(TITLE, blocks(r), fig_dir)
 
 
 def write_all(out: Path, models: Path, runs: dict, losses: list[str], seeds: list[int], params_path: str) -> dict:

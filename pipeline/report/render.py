@@ -392,3 +392,26 @@ def render_html(ctx: ReportContext, fig_dir: Path) -> str:
     ]  # fmt: skip
     parts += ["<h2>Provenance</h2>", _kv(provenance_items(ctx), code=True), "</body></html>", ""]
     return "\n".join(parts)
+
+
+# ----------------------------------------------------------------------------- block reports (cwcl, m3col)
+# A track report is a title and a list of (kind, value) blocks: h2, h3, p (text), table (Table), figure
+# (Figure), kv (key-value pairs); these render it as markdown and as one self-contained HTML page.
+
+
+def blocks_markdown(title: str, blocks: list[tuple[str, Any]]) -> str:
+    md = {"h2": lambda x: f"## {x}", "h3": lambda x: f"### {x}", "p": str, "table": _md_table,
+          "figure": lambda f: f"### {f.title}\n\n![{f.title}](figures/{f.filename})\n\n{f.caption}",
+          "kv": lambda kv: "\n".join(f"- **{k}**: `{v}`" for k, v in kv)}
+    return "\n\n".join([f"# {title}"] + [md[k](x) for k, x in blocks]) + "\n"
+
+
+def blocks_html(title: str, blocks: list[tuple[str, Any]], fig_dir: Path) -> str:
+    """One self-contained page: inline CSS, PNGs as data: URIs."""
+    html_of = {"h2": lambda x: f"<h2>{_h(x)}</h2>", "h3": lambda x: f"<h3>{_h(x)}</h3>",
+               "p": lambda x: f"<p>{_h(x)}</p>", "table": _html_table,
+               "figure": lambda f: f"<h3>{_h(f.title)}</h3>{_img(f, fig_dir)}", "kv": lambda kv: _kv(kv, code=True)}
+    head = ['<!DOCTYPE html>', '<html lang="en"><head><meta charset="utf-8">',
+            '<meta name="viewport" content="width=device-width, initial-scale=1">',
+            f"<title>{_h(title)}</title><style>{_CSS}</style></head><body>", f"<h1>{_h(title)}</h1>"]
+    return "\n".join(head + [html_of[k](x) for k, x in blocks] + ["</body></html>", ""])
