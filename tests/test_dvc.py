@@ -33,6 +33,13 @@ TINY = {
                         "train": {"epochs": 1, "batch_size": 16, "threads": 1, "progress": False}},
              "image": {"text_encoder": {"d_model": 32, "layers": 1, "heads": 2},
                        "train": {"epochs": 1, "batch_size": 16, "threads": 1, "progress": False}}},
+    # two epochs: m3col switches from M3Co to SoftCLIP at the second
+    "m3col": {"data": {"image": {"n_train": 0, "n_valid": 0, "n_test": 0}},
+              "image": {"variants": ["text", "concat", "m3col"], "heads": {"dim": 16, "hidden": 16},
+                        "train": {"epochs": 2, "batch_size": 16, "threads": 1, "progress": False}},
+              "speech": {"variants": ["speech", "m3col"], "encoder": {"d_model": 32, "heads": 2},
+                         "heads": {"dim": 16, "hidden": 16},
+                         "train": {"epochs": 2, "batch_size": 16, "threads": 1, "progress": False}}},
 }
 
 
@@ -70,7 +77,8 @@ def test_repro_then_nothing_to_do_then_metrics(repo):
     # every stage process logs the project files it imported (test_stage_deps_cover_the_modules_each_stage_imports)
     out = run(["dvc", "repro"], repo, env=dict(os.environ, PIPELINE_IMPORTS_LOG=str(repo.parent / "imports.jsonl")))
     for stage in ("prepare", "init@finetune-0", "first@0", "train@replay-0-task1", "embed", "train@coconut-cwcl-0-task1",
-                  "evaluate", "cwcl-speech@cwcl-0", "cwcl-image@supervised-0", "evaluate-cwcl"):
+                  "evaluate", "cwcl-speech@cwcl-0", "cwcl-image@supervised-0", "evaluate-cwcl", "prepare-m3col",
+                  "m3col-image@m3col-0", "m3col-speech@m3col-0", "evaluate-m3col"):
         assert f"Running stage '{stage}'" in out
     # a second run does nothing, and the workspace matches dvc.lock
     again = run(["dvc", "repro"], repo)
@@ -84,6 +92,9 @@ def test_repro_then_nothing_to_do_then_metrics(repo):
         assert 0.0 <= m["avg_acc"] <= 1.0 and 0.0 <= m["last_acc"] <= 1.0
     assert (repo / "reports/cil/report.html").is_file()
     assert "reports/cwcl/metrics.json" in data and (repo / "reports/cwcl/report.html").is_file()
+    m3col = data["reports/m3col/metrics.json"]["data"]
+    assert {"text", "concat", "m3col"} <= set(m3col["image"]) and {"speech", "m3col"} <= set(m3col["speech"])
+    assert json.loads((repo / "models/m3col/image/m3col/s0/result.json").read_text())["switch_epoch"] == 2
 
 
 def test_exp_run_reruns_only_the_changed_strategy_and_compare_reads_it(repo):

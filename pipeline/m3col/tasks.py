@@ -17,6 +17,9 @@ from torch.utils.data import Dataset
 from pipeline.errors import DataError
 from pipeline.m3col.model import FeatureEncoder, SpeechFeature
 from pipeline.m3col.prepare import SPLITS, load_image_task, load_speech_task
+# imported by every run (not only end_to_end ones) so that dvc.yaml's deps of both stages list them
+from pipeline.models.convnet import ConvEncoder
+from pipeline.models.text import WordEncoder, WordVocab
 
 
 class Samples(Dataset):
@@ -81,8 +84,6 @@ def load_image(root: Path, encoders: str, vocab_tokens: int = VOCAB_TOKENS) -> T
     digest = content_digest(Path(root), ["image", "manifest.json"])
     splits = {}
     if encoders == "end_to_end":
-        from pipeline.models.text import WordVocab
-
         vocab = WordVocab([c[0] for c in task.splits["train"].captions])
         for s in SPLITS:
             data = task.splits[s]
@@ -102,9 +103,6 @@ def load_image(root: Path, encoders: str, vocab_tokens: int = VOCAB_TOKENS) -> T
 
 def image_encoders(data: TaskData, encoders: str, heads) -> dict[str, nn.Module]:
     if encoders == "end_to_end":
-        from pipeline.models.convnet import ConvEncoder
-        from pipeline.models.text import WordEncoder
-
         extra = data.extra
         return {"image": ConvEncoder(heads.dim, width=extra["conv_width"], key="pixels"),
                 "text": WordEncoder(extra["vocab"], heads.dim, **extra["word_encoder"], key="tokens")}

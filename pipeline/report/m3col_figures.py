@@ -55,11 +55,12 @@ def plot_accuracy(summary: dict, seeds: list[int], path: Path) -> None:
             ax.axhline(100 * value, color="black" if name == "fused" else "#555555", ls=next(styles, "--"), lw=1.2,
                        zorder=3, label=f"ceiling, {name}: {100 * value:.1f}")
         ax.set_xticks(range(len(vs)), [label(v).replace(" (", "\n(") for v in vs], rotation=35, ha="right", fontsize=8)
-        ax.set_ylim(0, 105)
+        ax.set_ylim(0, 125)  # headroom above 100 for the legend, clear of the bars
+        ax.set_yticks(range(0, 101, 20))
         ax.set_ylabel("test accuracy (%)")
         ax.set_title(f"{task} (source {summary[task].get('source')})", fontsize=10)
         ax.grid(axis="y", alpha=0.3)
-        ax.legend(fontsize=7, loc="lower left", framealpha=0.9)
+        ax.legend(fontsize=7, loc="upper left", ncol=4, framealpha=0.9)
     n = len(seeds)
     fig.suptitle(f"Test accuracy per variant: mean over {n} seed{'s' * (n != 1)} (bars), each seed (dots); "
                  "grey: one modality", fontsize=11)
@@ -92,7 +93,8 @@ def plot_per_class(runs: dict, summary: dict, seeds: list[int], path: Path) -> N
             if vs and all(acc[v][c] is None for v in vs):
                 ax.text(c, 2, "no test\nsample", ha="center", va="bottom", fontsize=6, color="#555555")
         ax.set_xticks(range(len(classes)), classes, rotation=60, ha="right", fontsize=7)
-        ax.set_ylim(0, 105)
+        ax.set_ylim(0, 125)  # headroom above 100 for the legend, clear of the bars
+        ax.set_yticks(range(0, 101, 20))
         ax.set_ylabel("test accuracy (%)")
         ax.set_title(f"{task}: per-class test accuracy", fontsize=10)
         ax.grid(axis="y", alpha=0.3)
@@ -183,7 +185,8 @@ def plot_conditions(summary: dict, path: Path) -> None:
             ax.bar(np.arange(len(names)) + (j - (len(vs) - 1) / 2) * w, y, w, color=col[v], label=label(v),
                    edgecolor="black" if v == "m3col" else col[v], linewidth=0.9 if v == "m3col" else 0.4)
         ax.set_xticks(range(len(names)), [f"{n}\n(n={summary[task]['conditions_n'][n]})" for n in names], fontsize=8)
-        ax.set_ylim(0, 105)
+        ax.set_ylim(0, 125)  # headroom above 100 for the legend, clear of the bars
+        ax.set_yticks(range(0, 101, 20))
         ax.set_ylabel("test accuracy (%)")
         ax.set_title(f"{task}: accuracy per test condition", fontsize=10)
         ax.grid(axis="y", alpha=0.3)
