@@ -141,3 +141,26 @@ def one_error(call, *names) -> str:
     for name in names:
         assert str(name) in msg, msg
     return msg
+
+
+def value_and_grads(fn, a, b):
+    """``fn(a, b)`` on fresh leaf copies of ``a`` and ``b``: (value, d value / d a, d value / d b)."""
+    import torch
+
+    a1, b1 = a.clone().requires_grad_(True), b.clone().requires_grad_(True)
+    value = fn(a1, b1)
+    grad_a, grad_b = torch.autograd.grad(value, (a1, b1))
+    return value, grad_a, grad_b
+
+
+def assert_value_and_grads_match(got, want):
+    """Two :func:`value_and_grads` results agree to float64 precision (and the gradients are not all zero)."""
+    import pytest
+    import torch
+
+    (v_got, ga_got, gb_got), (v_want, ga_want, gb_want) = got, want
+    assert v_got.dim() == 0 and v_got.dtype == torch.float64
+    assert v_got.item() == pytest.approx(v_want.item(), abs=1e-11, rel=1e-11)
+    torch.testing.assert_close(ga_got, ga_want, atol=1e-11, rtol=1e-10)
+    torch.testing.assert_close(gb_got, gb_want, atol=1e-11, rtol=1e-10)
+    assert ga_got.abs().sum() > 0 and gb_got.abs().sum() > 0

@@ -22,7 +22,7 @@ from pipeline.losses import (
     quality_weights,
     soft_foreground,
 )
-from conftest import loop_dot, loop_unit_rows
+from conftest import assert_value_and_grads_match, loop_dot, loop_unit_rows, value_and_grads
 
 TAU = 0.3
 
@@ -88,23 +88,6 @@ def ref_quality_weights(ta, tb, fa, fb, gamma):
     z = sum(math.exp(gamma * x) for x in d)
     return [n * math.exp(gamma * x) / z for x in d]
 
-
-def _value_and_grads(fn, z1, z2):
-    a, b = z1.clone().requires_grad_(True), z2.clone().requires_grad_(True)
-    value = fn(a, b)
-    grad_a, grad_b = torch.autograd.grad(value, (a, b))
-    return value, grad_a, grad_b
-
-
-def _assert_matches(got, want):
-    (v_got, ga_got, gb_got), (v_want, ga_want, gb_want) = got, want
-    assert v_got.dim() == 0 and v_got.dtype == torch.float64
-    assert v_got.item() == pytest.approx(v_want.item(), abs=1e-11, rel=1e-11)
-    torch.testing.assert_close(ga_got, ga_want, atol=1e-11, rtol=1e-10)
-    torch.testing.assert_close(gb_got, gb_want, atol=1e-11, rtol=1e-10)
-    assert ga_got.abs().sum() > 0 and gb_got.abs().sum() > 0
-
-
 # ----------------------------------------------------------------------------- NT-Xent: formula
 
 
@@ -112,16 +95,16 @@ def _assert_matches(got, want):
 def test_ntxent_matches_loop_reference_value_and_gradients(seed):
     z1, z2 = _pairs(seed)
     loss_fn = NTXentLoss(temperature=TAU)
-    _assert_matches(_value_and_grads(loss_fn, z1, z2), _value_and_grads(lambda a, b: ref_ntxent(a, b, TAU), z1, z2))
+    assert_value_and_grads_match(value_and_grads(loss_fn, z1, z2), value_and_grads(lambda a, b: ref_ntxent(a, b, TAU), z1, z2))
 
 
 def test_weighted_ntxent_matches_loop_reference_value_and_gradients():
     z1, z2 = _pairs(2, n=5, dim=3)
     weights = torch.tensor([0.2, 1.7, 0.0, 1.1, 2.0], dtype=torch.float64)
     loss_fn = NTXentLoss(temperature=0.15)
-    got = _value_and_grads(lambda a, b: loss_fn(a, b, weights=weights), z1, z2)
-    want = _value_and_grads(lambda a, b: ref_ntxent(a, b, 0.15, weights.tolist()), z1, z2)
-    _assert_matches(got, want)
+    got = value_and_grads(lambda a, b: loss_fn(a, b, weights=weights), z1, z2)
+    want = value_and_grads(lambda a, b: ref_ntxent(a, b, 0.15, weights.tolist()), z1, z2)
+    assert_value_and_grads_match(got, want)
 
 
 def test_pair_losses_are_the_mean_of_the_two_anchor_terms():
@@ -162,7 +145,7 @@ def test_symmetric_in_the_two_views_and_scale_invariant():
 def test_one_pair_gives_exactly_zero():
     z1, z2 = _pairs(6, n=1)
     for tau in (0.01, 0.2, 5.0):
-        value, grad_a, grad_b = _value_and_grads(NTXentLoss(tau), z1, z2)
+        value, grad_a, grad_b = value_and_grads(NTXentLoss(tau), z1, z2)
         assert value.item() == 0.0  # each anchor's denominator holds its positive only
         assert grad_a.abs().max() < 1e-12 and grad_b.abs().max() < 1e-12
     assert ntxent_pair_losses(z1.float(), z2.float(), 0.05).tolist() == [0.0]
@@ -277,9 +260,9 @@ def test_genview_loss_is_ntxent_weighted_by_detached_quality():
     ta, tb, fa, fb = _views(15)
     loss_fn = GenViewLoss(temperature=TAU, gamma=1.0)
     w = quality_weights(ta, tb, fa, fb, gamma=1.0)
-    got = _value_and_grads(lambda a, b: loss_fn(a, b, ta, tb, fa, fb), z1, z2)
-    want = _value_and_grads(lambda a, b: ref_ntxent(a, b, TAU, w.tolist()), z1, z2)
-    _assert_matches(got, want)
+    got = value_and_grads(lambda a, b: loss_fn(a, b, ta, tb, fa, fb), z1, z2)
+    want = value_and_grads(lambda a, b: ref_ntxent(a, b, TAU, w.tolist()), z1, z2)
+    assert_value_and_grads_match(got, want)
     # tokens and maps that require grad receive none: the weights are constants
     ta_g, fa_g = ta.clone().requires_grad_(True), fa.clone().requires_grad_(True)
     z1_g = z1.clone().requires_grad_(True)

@@ -21,7 +21,7 @@ from pipeline.losses import (
     mix_targets,
     soft_clip_term,
 )
-from conftest import loop_dot, loop_unit_rows
+from conftest import assert_value_and_grads_match, loop_dot, loop_unit_rows, value_and_grads
 
 TAU = 0.3
 
@@ -107,23 +107,6 @@ def ref_soft_clip_term(pred, target, tau):
         cols = cols - sum(W[j][i] * (S[i][j] - log_z) for i in range(n)) / n
     return (rows + cols) / 2
 
-
-def _value_and_grads(fn, a, b):
-    a1, b1 = a.clone().requires_grad_(True), b.clone().requires_grad_(True)
-    value = fn(a1, b1)
-    grad_a, grad_b = torch.autograd.grad(value, (a1, b1))
-    return value, grad_a, grad_b
-
-
-def _assert_matches(got, want):
-    (v_got, ga_got, gb_got), (v_want, ga_want, gb_want) = got, want
-    assert v_got.dim() == 0 and v_got.dtype == torch.float64
-    assert v_got.item() == pytest.approx(v_want.item(), abs=1e-11, rel=1e-11)
-    torch.testing.assert_close(ga_got, ga_want, atol=1e-11, rtol=1e-10)
-    torch.testing.assert_close(gb_got, gb_want, atol=1e-11, rtol=1e-10)
-    assert ga_got.abs().sum() > 0 and gb_got.abs().sum() > 0
-
-
 # ----------------------------------------------------------------------------- formula: M3Co
 
 
@@ -131,9 +114,9 @@ def _assert_matches(got, want):
 def test_m3co_matches_loop_reference_value_and_gradients(seed):
     a, b = _batch(seed)
     loss_fn = M3CoLoss(temperature=TAU)
-    got = _value_and_grads(lambda x, y: loss_fn(x, y, make_mix(PERM_A, LAM_A), make_mix(PERM_B, LAM_B)), a, b)
-    want = _value_and_grads(lambda x, y: ref_m3co(x, y, PERM_A, LAM_A, PERM_B, LAM_B, TAU), a, b)
-    _assert_matches(got, want)
+    got = value_and_grads(lambda x, y: loss_fn(x, y, make_mix(PERM_A, LAM_A), make_mix(PERM_B, LAM_B)), a, b)
+    want = value_and_grads(lambda x, y: ref_m3co(x, y, PERM_A, LAM_A, PERM_B, LAM_B, TAU), a, b)
+    assert_value_and_grads_match(got, want)
 
 
 def test_m3co_matches_loop_reference_with_drawn_mixes():
@@ -142,15 +125,15 @@ def test_m3co_matches_loop_reference_with_drawn_mixes():
     mix_a, mix_b = draw_mix(7, 0.4, 0.7, generator=g), draw_mix(7, 0.4, 0.7, generator=g)
     assert (mix_a.lam < 1).any() and (mix_b.lam < 1).any()
     loss_fn = M3CoLoss(temperature=0.1)
-    got = _value_and_grads(lambda x, y: loss_fn(x, y, mix_a, mix_b), a, b)
-    want = _value_and_grads(
+    got = value_and_grads(lambda x, y: loss_fn(x, y, mix_a, mix_b), a, b)
+    want = value_and_grads(
         lambda x, y: ref_m3co(
             x, y, mix_a.perm.tolist(), mix_a.lam.tolist(), mix_b.perm.tolist(), mix_b.lam.tolist(), 0.1
         ),
         a,
         b,
     )
-    _assert_matches(got, want)
+    assert_value_and_grads_match(got, want)
 
 
 def test_m3co_term_matches_loop_with_any_nonnegative_targets():
@@ -158,11 +141,11 @@ def test_m3co_term_matches_loop_with_any_nonnegative_targets():
     mixed, fixed = _batch(2, batch=5)
     targets = torch.rand(5, 5, generator=torch.Generator().manual_seed(0), dtype=torch.float64) + 0.05
     targets_list = targets.tolist()
-    got = _value_and_grads(lambda x, y: m3co_term(x, y, targets, TAU), mixed, fixed)
-    want = _value_and_grads(
+    got = value_and_grads(lambda x, y: m3co_term(x, y, targets, TAU), mixed, fixed)
+    want = value_and_grads(
         lambda x, y: ref_m3co_term([x[i] for i in range(5)], y, targets_list, TAU), mixed, fixed
     )
-    _assert_matches(got, want)
+    assert_value_and_grads_match(got, want)
     # Normalised in both directions: a uniform rescaling of the targets changes nothing.
     assert m3co_term(mixed, fixed, 3.0 * targets, TAU).item() == pytest.approx(got[0].item(), rel=1e-13)
 
@@ -190,13 +173,13 @@ def test_m3co_column_normalisation_is_what_the_loss_does():
 def test_softclip_matches_loop_reference_value_and_gradients(seed):
     a, b = _batch(seed, batch=5)
     loss_fn = SoftCLIPLoss(temperature=TAU)
-    got = _value_and_grads(loss_fn, a, b)
-    want = _value_and_grads(lambda x, y: ref_soft_clip_term(x, y, TAU) + ref_soft_clip_term(y, x, TAU), a, b)
-    _assert_matches(got, want)
+    got = value_and_grads(loss_fn, a, b)
+    want = value_and_grads(lambda x, y: ref_soft_clip_term(x, y, TAU) + ref_soft_clip_term(y, x, TAU), a, b)
+    assert_value_and_grads_match(got, want)
     # one term alone (gradient into target through the logits AND the soft targets: not detached)
-    got_term = _value_and_grads(lambda x, y: soft_clip_term(x, y, TAU), a, b)
-    want_term = _value_and_grads(lambda x, y: ref_soft_clip_term(x, y, TAU), a, b)
-    _assert_matches(got_term, want_term)
+    got_term = value_and_grads(lambda x, y: soft_clip_term(x, y, TAU), a, b)
+    want_term = value_and_grads(lambda x, y: ref_soft_clip_term(x, y, TAU), a, b)
+    assert_value_and_grads_match(got_term, want_term)
 
 
 def test_softclip_targets_are_not_detached():
@@ -234,7 +217,7 @@ def test_all_lambdas_one_give_contrastive_loss_exactly(how):
     else:
         ones = [1.0] * 8
         mix_a, mix_b = make_mix([3, 1, 0, 7, 2, 6, 5, 4], ones), make_mix([1, 0, 2, 4, 3, 7, 5, 6], ones)
-    m3co = _value_and_grads(lambda x, y: M3CoLoss(tau)(x, y, mix_a, mix_b), a, b)
+    m3co = value_and_grads(lambda x, y: M3CoLoss(tau)(x, y, mix_a, mix_b), a, b)
     a1 = a.clone().requires_grad_(True)
     cl_value = ContrastiveLoss(temperature=tau)(a1, b)
     cl = (cl_value, torch.autograd.grad(cl_value, a1)[0])
@@ -495,7 +478,7 @@ def test_softclip_with_identical_inputs_is_twice_the_mean_row_entropy():
 def test_degenerate_batches():
     one_a, one_b = torch.randn(1, 4, dtype=torch.float64), torch.randn(1, 4, dtype=torch.float64)
     for fn in (lambda x, y: M3CoLoss()(x, y), lambda x, y: SoftCLIPLoss()(x, y)):
-        value, grad_a, grad_b = _value_and_grads(fn, one_a, one_b)
+        value, grad_a, grad_b = value_and_grads(fn, one_a, one_b)
         assert value.item() == 0.0
         assert torch.isfinite(grad_a).all() and torch.isfinite(grad_b).all()
         empty = torch.zeros(0, 4, requires_grad=True)
