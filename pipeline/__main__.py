@@ -37,6 +37,8 @@ STAGES: dict[str, tuple[str, str]] = {
                      "one M3CoL variant (unimodal, concat, aux, clip, m3co, m3col) on the speech + transcript task"),
     "evaluate-m3col": ("pipeline.stages.evaluate_m3col",
                        "M3CoL against its baselines over seeds: accuracies, paired differences, figures and the report"),
+    "diffusion": ("pipeline.stages.diffusion",
+                  "the class-conditional diffusion generator (diffusers): training, samples, class consistency, Fréchet distance"),
 }
 
 

@@ -180,16 +180,18 @@ class Trainer:
     total_steps)``: stepped after every optimiser step, its state_dict checkpointed; default: the config's
     schedule. ``collate``: the DataLoaders' collate_fn. ``key``: the params section, for error messages.
     ``on_epoch(epoch)``: called before each training epoch (1-based), also the first one after a resume, for
-    what depends on the epoch alone (a loss schedule).
+    what depends on the epoch alone (a loss schedule). ``after_step()``: called after every optimiser and
+    scheduler step, for what must see the freshly stepped weights (an EMA copy of them); whatever it changes
+    must live in the model's state_dict to survive a resume.
     """
 
     def __init__(self, cfg: TrainerConfig, model: torch.nn.Module, step: StepFn, evaluate: EvalFn, *, out: Path,
                  fingerprint: str, seed: int, param_groups: GroupsFn | None = None,
                  optimizer: OptimizerFn | None = None, scheduler: SchedulerFn | None = None,
                  collate: Callable | None = None, key: str = "train", label: str = "",
-                 on_epoch: Callable[[int], None] | None = None):
+                 on_epoch: Callable[[int], None] | None = None, after_step: Callable[[], None] | None = None):
         self.cfg, self.step, self.evaluate, self.seed, self.key = cfg, step, evaluate, seed, key
-        self.on_epoch = on_epoch
+        self.on_epoch, self.after_step = on_epoch, after_step
         self.out = Path(out)
         self.partial = self.out.with_name(self.out.name + ".partial")
         self.label = label or self.out.name
@@ -325,6 +327,8 @@ class Trainer:
             self.last_lrs = [g["lr"] for g in self.optimizer.param_groups]
             self.optimizer.step()
             self.scheduler.step()
+            if self.after_step is not None:
+                self.after_step()
             for name, value in terms.items():  # summed on the device: no synchronisation per step
                 value = value.detach().float() if isinstance(value, torch.Tensor) else torch.tensor(float(value))
                 sums[name] = sums[name] + value if name in sums else value
