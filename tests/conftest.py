@@ -164,3 +164,27 @@ def assert_value_and_grads_match(got, want):
     torch.testing.assert_close(ga_got, ga_want, atol=1e-11, rtol=1e-10)
     torch.testing.assert_close(gb_got, gb_want, atol=1e-11, rtol=1e-10)
     assert ga_got.abs().sum() > 0 and gb_got.abs().sum() > 0
+
+
+def kill_at_first_checkpoint(test_module: str, pause: float, cmd: list[str], partial: Path) -> int:
+    """Run ``test_module.slow_stage([pause, *cmd])`` in a fresh process (a stage's CLI slowed by ``pause`` seconds
+    per training step), ``kill -9`` it once the trainer's ``partial`` folder holds a state, and return how many
+    epochs that state had finished."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), str(root / "tests"), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen([sys.executable, "-c", f"import sys, {test_module} as t; t.slow_stage(sys.argv[1:])",
+                             str(pause), *cmd], cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while not (partial / "state.json").is_file():
+        assert proc.poll() is None, f"the run ended before it could be killed: {proc.stderr.read().decode()[-2000:]}"
+        assert time.time() < deadline
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return json.loads((partial / "state.json").read_text())["epochs_done"]

@@ -4,9 +4,6 @@ errors), the trainer's after_step hook that drives the EMA, and the quality meas
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -16,6 +13,7 @@ import pytest
 import torch
 import yaml
 
+from conftest import kill_at_first_checkpoint
 from pipeline.__main__ import main as cli
 from pipeline.data.vision.imageset import ImageSet, write_split
 from pipeline.diffusion import quality as Q
@@ -120,20 +118,10 @@ def slow_stage(argv: list[str]) -> None:
 
 
 def test_a_killed_run_resumes_to_the_bytes_of_an_uninterrupted_one(work, reference, capsys):
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])}
-    cmd = stage(work, "runs/killed")
-    proc = subprocess.Popen([sys.executable, "-c", "import sys, test_diffusion_stage as t; t.slow_stage(sys.argv[1:])",
-                             "0.2", *cmd], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     partial = work / "runs/killed.run.partial"
-    deadline = time.time() + 120
-    while not (partial / "state.json").is_file():
-        assert proc.poll() is None, f"the run ended before it could be killed: {proc.stderr.read().decode()[-2000:]}"
-        assert time.time() < deadline
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    cmd = stage(work, "runs/killed")
+    done = kill_at_first_checkpoint("test_diffusion_stage", 0.2, cmd, partial)
     assert not (work / "runs/killed/model.safetensors").exists()
-    done = json.loads((partial / "state.json").read_text())["epochs_done"]
     assert 1 <= done < 3
     assert cli(cmd) == 0
     assert f"resuming after epoch {done}" in capsys.readouterr().out

@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -23,6 +21,7 @@ import torch.nn.functional as F
 import yaml
 from safetensors.torch import load_file, save_file
 
+from conftest import kill_at_first_checkpoint
 from pipeline.__main__ import main as cli
 from pipeline.data.vision.imageset import ImageSet, write_split
 from pipeline.data.vision.vocab import ATTRIBUTES, COLOUR_RGB
@@ -569,20 +568,10 @@ def slow_stage(argv: list[str]) -> None:
 def test_a_killed_run_resumes_to_the_bytes_of_an_uninterrupted_one(work, reference, capsys):
     """kill -9 the stage process after its first epoch checkpoint (the M3Co -> SoftCLIP switch, epoch 3, still
     ahead); the re-run (in this process: one start-up less) resumes and ends with the reference run's files."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])}
-    cmd = stage(work, "runs/killed", "params-4.yaml")
-    proc = subprocess.Popen([sys.executable, "-c", "import sys, test_m3col_track as t; t.slow_stage(sys.argv[1:])",
-                             "0.05", *cmd], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     partial = work / "runs/killed.run.partial"
-    deadline = time.time() + 120
-    while not (partial / "state.json").is_file():
-        assert proc.poll() is None, f"the run ended before it could be killed: {proc.stderr.read().decode()[-2000:]}"
-        assert time.time() < deadline
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    cmd = stage(work, "runs/killed", "params-4.yaml")
+    done = kill_at_first_checkpoint("test_m3col_track", 0.05, cmd, partial)
     assert not (work / "runs/killed/result.json").exists()  # nothing that looks finished
-    done = json.loads((partial / "state.json").read_text())["epochs_done"]
     assert 1 <= done < 4
     assert cli(cmd) == 0
     assert f"resuming after epoch {done}" in capsys.readouterr().out
