@@ -8,7 +8,10 @@ logits at a temperature of 0.1) leave it with :func:`float32`.
 from __future__ import annotations
 
 import contextlib
+import json
 import random
+import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -70,3 +73,23 @@ def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# ----------------------------------------------------------------------------- wall times (outside a stage's outs)
+
+
+class Clock:
+    """Wall time per phase of a stage: ``mark(name)`` records the seconds since the previous mark (or the start)."""
+
+    def __init__(self):
+        self.t0, self.marks = time.time(), {}
+
+    def mark(self, name: str) -> None:
+        self.marks[name] = time.time() - self.t0 - sum(self.marks.values())
+
+
+def write_timing(path: str | None, seconds: dict) -> None:
+    """``seconds`` (name -> s, rounded to 0.01) as JSON at ``path`` (a stage's ``--timing`` file); None: nothing."""
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps({k: round(v, 2) for k, v in seconds.items()}, indent=1) + "\n")

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from safetensors.torch import save_file
 from torch.utils.data import DataLoader
 
 from pipeline.core import runtime
+from pipeline.core.runtime import write_timing
 from pipeline.core.atomic import atomic_dir
 from pipeline.core.checkpoint import json_digest
 from pipeline.core.trainer import DeviceLoader, Trainer, TrainerConfig, derive_seed
@@ -111,12 +111,6 @@ def write_output(out: Path, result, sets: dict[str, ScoreSet], meta: dict) -> di
     return summary
 
 
-def write_timing(path: str | None, seconds: dict) -> None:
-    if path:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(json.dumps({k: round(v, 2) for k, v in seconds.items()}, indent=1) + "\n")
-
-
 def headline(label: str, summary: dict, seconds: float) -> str:
     parts = []
     for name, s in summary.items():
@@ -127,7 +121,7 @@ def headline(label: str, summary: dict, seconds: float) -> str:
 
 
 def execute(*, task: str, loss: str, seed: int, heldout_seed: int, task_cfg, learn: bool, data, model, tau: float,
-            valid_scores, test_sets: dict, inputs: dict, out: Path, timing: str | None, clock: "Clock",
+            valid_scores, test_sets: dict, inputs: dict, out: Path, timing: str | None, clock: runtime.Clock,
             param_groups=None) -> dict:
     """Train, score the test sets and write the output of one stage run; returns the per-set summary.
 
@@ -155,11 +149,3 @@ def execute(*, task: str, loss: str, seed: int, heldout_seed: int, task_cfg, lea
     write_timing(timing, clock.marks)
     print(headline(f"cwcl-{task} {loss} s{seed}", summary, sum(clock.marks.values())))
     return summary
-
-
-class Clock:
-    def __init__(self):
-        self.t0, self.marks = time.time(), {}
-
-    def mark(self, name: str) -> None:
-        self.marks[name] = time.time() - self.t0 - sum(self.marks.values())

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from torch.utils.data import DataLoader
 
 from pipeline.core.atomic import atomic_dir
 from pipeline.core.checkpoint import json_digest
+from pipeline.core.runtime import Clock, write_timing
 from pipeline.core.trainer import DeviceLoader, Trainer, derive_seed
 from pipeline.m3col.model import FusionModel
 from pipeline.m3col.objective import Objective, Scorer, accuracy_report, phase, predict, switch_epoch
@@ -97,25 +97,23 @@ def write_output(out: Path, data, variant: str, seed: int, result, logits, label
 
 
 def execute(*, data, variant: str, seed: int, encoders, task_cfg, loss_cfg, out: Path, timing: str | None,
-            key: str, t0: float) -> dict:
+            key: str, clock: Clock) -> dict:
     """Build (``encoders()``: modality -> encoder module), train, score the test split once, write the output;
     prints one line, returns result.json's dict."""
     from pipeline.core.params import require
 
     require(variant in (*data.modalities, *FUSION_VARIANTS), f"{key}.variants",
             f"{variant!r}: one of {', '.join((*data.modalities, *FUSION_VARIANTS))}")
-    marks = {"load": time.time() - t0}
+    clock.mark("load")
     model = build_model(variant, data, encoders, task_cfg.heads, seed)
     result, device, _, fingerprint = fit(model, data, task_cfg, loss_cfg, variant=variant, seed=seed, out=out,
                                          key=f"{key}.train")
-    marks["train"] = time.time() - t0 - sum(marks.values())
+    clock.mark("train")
     test = DeviceLoader(DataLoader(data.splits["test"], batch_size=task_cfg.train.eval_batch_size), device)
     logits, labels = predict(model, test)
     doc = write_output(out, data, variant, seed, result, logits, labels, task_cfg, loss_cfg, fingerprint)
-    marks["evaluate"] = time.time() - t0 - sum(marks.values())
-    if timing:
-        Path(timing).parent.mkdir(parents=True, exist_ok=True)
-        Path(timing).write_text(json.dumps({k: round(v, 2) for k, v in marks.items()}, indent=1) + "\n")
+    clock.mark("evaluate")
+    write_timing(timing, clock.marks)
     print(f"m3col-{data.name} {variant} s{seed}: test accuracy {100 * doc['test']['accuracy']:.1f} "
-          f"(valid {100 * result.best['accuracy']:.1f} at epoch {result.best_epoch}) [{time.time() - t0:.0f} s]")
+          f"(valid {100 * result.best['accuracy']:.1f} at epoch {result.best_epoch}) [{sum(clock.marks.values()):.0f} s]")
     return doc

@@ -21,13 +21,14 @@ def add_arguments(parser) -> None:
 
 def main(args) -> None:
     from pipeline.core.checkpoint import content_digest
+    from pipeline.core.runtime import Clock
     from pipeline.cwcl import run
     from pipeline.cwcl.align import Aligned
     from pipeline.cwcl.image import (build_image_model, image_scores, input_digests, load_image, param_groups,
                                      pretrained_folder)
     from pipeline.cwcl.params import load_cwcl_params
 
-    clock = run.Clock()
+    clock = Clock()
     cfg = load_cwcl_params(args.params)
     task, supervised = cfg.image, args.loss == "supervised"
     heldout_seed = args.seed if cfg.heldout_seed is None else cfg.heldout_seed

@@ -21,12 +21,13 @@ def add_arguments(parser) -> None:
 
 def main(args) -> None:
     from pipeline.core.checkpoint import content_digest
+    from pipeline.core.runtime import Clock
     from pipeline.cwcl import run
     from pipeline.cwcl.align import Aligned
     from pipeline.cwcl.params import load_cwcl_params
     from pipeline.cwcl.speech import build_speech_model, check_encoder, intent_scores, keyword_scores, load_speech
 
-    clock = run.Clock()
+    clock = Clock()
     cfg = load_cwcl_params(args.params)
     task, supervised = cfg.speech, args.loss == "supervised"
     heldout_seed = args.seed if cfg.heldout_seed is None else cfg.heldout_seed

@@ -8,7 +8,6 @@ and words themselves (``end_to_end``). ``--variant``: ``image`` or ``text`` (uni
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 
@@ -19,14 +18,15 @@ def add_arguments(parser) -> None:
 
 
 def main(args) -> None:
+    from pipeline.core.runtime import Clock
     from pipeline.m3col.params import load_m3col_params
     from pipeline.m3col.run import execute
     from pipeline.m3col.tasks import image_encoders, load_image
 
-    t0 = time.time()
+    clock = Clock()
     cfg = load_m3col_params(args.params)
     task = cfg.image
     data = load_image(Path(args.data), task.encoders)
     execute(data=data, variant=args.variant, seed=args.seed, encoders=lambda: image_encoders(data, task.encoders, task.heads),
             task_cfg=task, loss_cfg=cfg.loss, out=Path(args.out or f"models/m3col/image/{args.variant}/s{args.seed}"),
-            timing=args.timing, key="m3col.image", t0=t0)
+            timing=args.timing, key="m3col.image", clock=clock)

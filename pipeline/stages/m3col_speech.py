@@ -9,7 +9,6 @@ encoder is trained from scratch on them: no frozen speech tower exists offline) 
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 
@@ -21,14 +20,15 @@ def add_arguments(parser) -> None:
 
 
 def main(args) -> None:
+    from pipeline.core.runtime import Clock
     from pipeline.m3col.params import load_m3col_params
     from pipeline.m3col.run import execute
     from pipeline.m3col.tasks import load_speech, speech_encoders
 
-    t0 = time.time()
+    clock = Clock()
     cfg = load_m3col_params(args.params)
     task = cfg.speech
     data = load_speech(Path(args.data), Path(args.prepared))
     execute(data=data, variant=args.variant, seed=args.seed, encoders=lambda: speech_encoders(data, task.encoder, task.heads),
             task_cfg=task, loss_cfg=cfg.loss, out=Path(args.out or f"models/m3col/speech/{args.variant}/s{args.seed}"),
-            timing=args.timing, key="m3col.speech", t0=t0)
+            timing=args.timing, key="m3col.speech", clock=clock)
