@@ -39,6 +39,8 @@ STAGES: dict[str, tuple[str, str]] = {
                        "M3CoL against its baselines over seeds: accuracies, paired differences, figures and the report"),
     "diffusion": ("pipeline.stages.diffusion",
                   "the class-conditional diffusion generator (diffusers): training, samples, class consistency, Fréchet distance"),
+    "genview": ("pipeline.stages.genview",
+                "one GenView SSL variant (simclr, fixed, adaptive, genview): training, linear probes and k-NN"),
     "genview-views": ("pipeline.stages.genview_views",
                       "GenView's generated views once per training image: foreground ratios, SDEdit views, foreground maps"),
 }

@@ -101,8 +101,14 @@ class SSLTrainConfig(TrainerConfig):
     warmup: float = 0.05
     drop_last: bool = True  # NT-Xent's negatives: equal batches
     threads: int = 2
-    select_metric: str = "loss"  # SSL has no labels at training time: the last weights are kept
-    select_mode: Literal["max", "min"] = "min"
+    select_metric: str = "steps"  # SSL has no labels at training time: the last weights are kept
+    select_mode: Literal["max", "min"] = "max"
+
+    def validate(self, key: str) -> None:
+        super().validate(key)
+        require(self.select_metric == "steps" and self.select_mode == "max", f"{key}.select_metric",
+                "SSL keeps its last weights (no labels to select on): select_metric must be 'steps', "
+                "select_mode 'max'")
 
 
 @dataclass

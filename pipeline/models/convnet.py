@@ -26,6 +26,10 @@ class ConvEncoder(nn.Module):
 
     def pooled(self, batch: dict) -> torch.Tensor:
         x = batch[self.key].permute(0, 3, 1, 2).float() / 127.5 - 1.0  # [B, H, W, 3] uint8 -> [B, 3, H, W] in [-1, 1]
+        return self.features(x)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """float [B, 3, H, W] in [-1, 1] (e.g. augmented views) -> the pooled conv features [B, C]."""
         return self.convs(x).mean(dim=(2, 3))  # [B, C, H', W'] -> [B, C]
 
     def forward(self, batch: dict) -> torch.Tensor:
