@@ -185,6 +185,8 @@ def evaluate(model, params, corpus: dict, seed: int, device, clock: Clock) -> tu
         if not all(attr in labels[s] for s in labels):
             continue
         n_classes = int(max(int(labels[s][attr].max()) for s in labels if len(labels[s][attr]))) + 1
+        if attr == "shape":
+            n_classes = max(n_classes, len(corpus["train"].class_names))
         probes[attr] = linear_probe((feats["train"], labels["train"][attr]), (feats["valid"], labels["valid"][attr]),
                                     (feats["test"], labels["test"][attr]), n_classes, p.lrs, p.weight_decays,
                                     p.epochs, p.batch_size, seed=derive_seed(seed, "probe", attr))
