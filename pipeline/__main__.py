@@ -43,6 +43,8 @@ STAGES: dict[str, tuple[str, str]] = {
                 "one GenView SSL variant (simclr, fixed, adaptive, genview): training, linear probes and k-NN"),
     "genview-views": ("pipeline.stages.genview_views",
                       "GenView's generated views once per training image: foreground ratios, SDEdit views, foreground maps"),
+    "evaluate-genview": ("pipeline.stages.evaluate_genview",
+                         "GenView's variants against SimCLR over seeds, the generator's quality, the foreground check: the report"),
 }
 
 
