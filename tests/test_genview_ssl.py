@@ -141,6 +141,32 @@ def test_the_network_returns_pooled_features_and_projections():
     assert "steps" in net.state_dict()
 
 
+@pytest.mark.parametrize("encoder", ["pooled", "strided"])
+def test_both_encoders_give_features_of_8_x_width(encoder):
+    from pipeline.genview.model import SSLNet
+
+    net = SSLNet(width=3, proj_dim=8, encoder=encoder)
+    for size in (32, 16):
+        h, z = net(torch.rand(4, 3, size, size) * 2 - 1)
+        assert h.shape == (4, 24) and z.shape == (4, 8) and net.dim == 24
+    assert "encoder.convs.0.weight" in net.state_dict() and "encoder.head.0.weight" in net.state_dict()
+    strides = {m.stride for m in net.modules() if isinstance(m, torch.nn.Conv2d)}
+    assert strides == ({(1, 1)} if encoder == "pooled" else {(2, 2)})
+    assert any(isinstance(m, torch.nn.MaxPool2d) for m in net.modules()) == (encoder == "pooled")
+
+
+def test_the_default_encoder_is_pooled_and_an_unknown_one_is_a_one_line_params_error():
+    from pipeline.core.params import from_dict
+    from pipeline.errors import ParamsError
+    from pipeline.genview.params import GenViewParams
+
+    assert SSLConfig().encoder == "pooled"
+    with pytest.raises(ParamsError) as info:
+        from_dict(GenViewParams, {"ssl": {"encoder": "resnet"}}, "genview")
+    message = str(info.value)
+    assert "genview.ssl.encoder" in message and "'resnet'" in message and "\n" not in message
+
+
 def fake_train_images(n=16, s=16, k=4, grid=4, seed=0):
     from pipeline.genview.objective import TrainImages
 
@@ -411,6 +437,7 @@ def test_a_killed_run_resumes_to_the_bytes_of_an_uninterrupted_one(work, referen
 
 @pytest.mark.parametrize("edit,message", [
     (lambda d: d["ssl"].update(variants=["foo"]), "params: genview.ssl.variants: ['foo']: a non-empty list of"),
+    (lambda d: d["ssl"].update(encoder="resnet"), "params: genview.ssl.encoder: 'resnet': one of pooled, strided"),
     (lambda d: d["ssl"].update(augment={"crop_scale": [0, 1]}), "params: genview.ssl.augment.crop_scale: [0.0, 1.0]: [min, max] area shares"),
     (lambda d: d["ssl"]["train"].update(select_metric="loss"), "params: genview.ssl.train.select_metric:"),
     (lambda d: d["probe"].update(lrs=[]), "params: genview.probe.lrs:"),

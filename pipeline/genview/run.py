@@ -150,7 +150,7 @@ def fingerprint(params, variant: str, data_digest: str) -> str:
 def build(params, seed: int) -> SSLNet:
     """The network with its initial weights from the seed alone (the same for every variant of a seed)."""
     torch.manual_seed(derive_seed(seed, "genview-init"))
-    return SSLNet(params.ssl.width, params.ssl.proj_dim)
+    return SSLNet(params.ssl.width, params.ssl.proj_dim, params.ssl.encoder)
 
 
 def fit(params, variant: str, seed: int, data: TrainImages, valid_images: torch.Tensor, run: Path,
