@@ -40,6 +40,14 @@ TINY = {
               "speech": {"variants": ["speech", "m3col"], "encoder": {"d_model": 32, "heads": 2},
                          "heads": {"dim": 16, "hidden": 16},
                          "train": {"epochs": 2, "batch_size": 16, "threads": 1, "progress": False}}},
+    "diffusion": {"n_valid": 8, "model": {"unet": {"channels": [8, 16], "norm_groups": 4, "attention_head_dim": 4},
+                                          "sampling_steps": 4},
+                  "train": {"epochs": 1, "batch_size": 16, "threads": 1, "progress": False},
+                  "quality": {"per_class": 2, "frechet_n": 8, "grid_per_class": 2, "classifier_epochs": 1,
+                              "classifier_batch": 16}},
+    "genview": {"views": {"steps": 4, "tower_size": 64, "components": 4, "batch_size": 16},
+                "ssl": {"width": 4, "proj_dim": 8, "train": {"epochs": 1, "batch_size": 16, "progress": False}},
+                "probe": {"epochs": 2}},
 }
 
 
@@ -78,7 +86,8 @@ def test_repro_then_nothing_to_do_then_metrics(repo):
     out = run(["dvc", "repro"], repo, env=dict(os.environ, PIPELINE_IMPORTS_LOG=str(repo.parent / "imports.jsonl")))
     for stage in ("prepare", "init@finetune-0", "first@0", "train@replay-0-task1", "embed", "train@coconut-cwcl-0-task1",
                   "evaluate", "cwcl-speech@cwcl-0", "cwcl-image@supervised-0", "evaluate-cwcl", "prepare-m3col",
-                  "m3col-image@m3col-0", "m3col-speech@m3col-0", "evaluate-m3col"):
+                  "m3col-image@m3col-0", "m3col-speech@m3col-0", "evaluate-m3col", "diffusion", "genview-views",
+                  "genview@simclr-0", "genview@genview-0", "evaluate-genview"):
         assert f"Running stage '{stage}'" in out
     # a second run does nothing, and the workspace matches dvc.lock
     again = run(["dvc", "repro"], repo)
@@ -95,6 +104,10 @@ def test_repro_then_nothing_to_do_then_metrics(repo):
     m3col = data["reports/m3col/metrics.json"]["data"]
     assert {"text", "concat", "m3col"} <= set(m3col["image"]) and {"speech", "m3col"} <= set(m3col["speech"])
     assert json.loads((repo / "models/m3col/image/m3col/s0/result.json").read_text())["switch_epoch"] == 2
+    genview = data["reports/genview/metrics.json"]["data"]
+    assert set(genview["variants"]) == {"simclr", "fixed", "adaptive", "genview"}
+    assert -1.0 <= genview["foreground"]["spearman"] <= 1.0 and (repo / "reports/genview/report.html").is_file()
+    assert 0.0 <= data["reports/diffusion/metrics.json"]["data"]["quality"]["class_consistency"] <= 1.0
 
 
 def test_exp_run_reruns_only_the_changed_strategy_and_compare_reads_it(repo):
