@@ -1,8 +1,8 @@
 """The diffusion generator's settings: the UNet's shape, the noise schedule, CFG, EMA and sampling.
 
 Dataclasses only (parsed strictly by :func:`pipeline.core.params.from_dict`, whose ``validate(key)`` gives a
-one-line :class:`~pipeline.errors.ParamsError` naming the dotted key). No params section is registered here
-yet: the ``diffusion`` stage will do that when it exists.
+one-line :class:`~pipeline.errors.ParamsError` naming the dotted key). The params section ``diffusion``
+(:mod:`pipeline.diffusion.params`) holds one as its ``model``.
 """
 
 from __future__ import annotations

@@ -3,11 +3,10 @@
 Kept light (dataclasses only): every stage imports this module to learn which top-level sections exist. The
 ``diffusion`` stage reads this section and ``towers`` (the frozen image tower of the Fréchet distance).
 
-Measured (2026-12-04, shapes, 2 CPU threads on a machine shared with another job): these defaults train 1000
-steps in 408 s and reach 24.2 % class consistency (the real-image classifier: 86.5 % on real test images) and a
-Fréchet distance in EfficientNet-Lite0 features of 311 (real-vs-real floor 92); channels [32, 64, 64], 500
-steps (410 s), guidance 2: 18.4 %. The issue's target (>= 80 % in under 8 minutes) is NOT reached on this CPU,
-so the stage is not in dvc.yaml yet.
+Measured (2026-12-04, shapes, 2 CPU threads, quiet machine): these defaults train 1000 steps in 389 s and
+reach 24.2 % class consistency (the real-image classifier: 86.5 % on real test images) and a Fréchet distance
+in EfficientNet-Lite0 features of 311 (real-vs-real floor 92). The issue's target (>= 80 % in under 8 minutes)
+is NOT reached on this CPU: the samples are coloured blobs (README "Diffusion views").
 """
 
 from __future__ import annotations
