@@ -28,39 +28,16 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline.core.params import read_yaml, section  # noqa: E402
-from pipeline.diffusion.generator import Generator  # noqa: E402
+from pipeline.core.params import read_yaml, section, set_dotted  # noqa: E402
+from pipeline.diffusion.generator import Generator, NullClassUNet  # noqa: E402
 from pipeline.diffusion.params import DiffusionParams  # noqa: E402
-
-
-class NullClassUNet(torch.nn.Module):
-    """The UNet as ``DDIMPipeline`` calls it (``unet(x, t).sample``, no class labels): fixed to the null class."""
-
-    def __init__(self, unet, null: int):
-        super().__init__()
-        self.inner, self.null, self.config = unet, null, unet.config
-
-    @property
-    def dtype(self):
-        return self.inner.dtype
-
-    @property
-    def device(self):
-        return self.inner.device
-
-    def forward(self, x, t):
-        return self.inner(x, t, class_labels=torch.full((x.shape[0],), self.null, dtype=torch.long, device=x.device))
 
 
 def load_params(path: Path, overrides: list[str]) -> DiffusionParams:
     raw = read_yaml(path)
     for item in overrides:
         key, _, value = item.partition("=")
-        node = raw
-        *parts, last = key.split(".")
-        for p in parts:
-            node = node.setdefault(p, {})
-        node[last] = yaml.safe_load(value)
+        set_dotted(raw, key, yaml.safe_load(value))
     return section(raw, DiffusionParams, "diffusion")
 
 

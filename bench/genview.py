@@ -28,17 +28,10 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from pipeline.core.params import set_dotted  # noqa: E402
 from pipeline.genview.params import VARIANTS  # noqa: E402
 
 METRICS = (("probe", "shape"), ("probe", "colour"), ("knn", "shape"), ("knn", "colour"))
-
-
-def set_key(params: dict, dotted: str, value) -> None:
-    node = params
-    *path, last = dotted.split(".")
-    for k in path:
-        node = node.setdefault(k, {})
-    node[last] = value
 
 
 def run_stage(variant: str, seed: int, params: Path, out: Path) -> tuple[dict, float]:
@@ -92,13 +85,13 @@ def main(argv: list[str] | None = None) -> int:
     if not (ROOT / "data/genview/views.safetensors").is_file():
         raise SystemExit("data/genview is missing: run `dvc repro genview-views` first")
     base = yaml.safe_load((ROOT / "params.yaml").read_text())
-    set_key(base, "genview.ssl.variants", list(args.variants))
-    set_key(base, "genview.ssl.train.progress", False)
-    set_key(base, "genview.ssl.train.threads", 1)
+    set_dotted(base, "genview.ssl.variants", list(args.variants))
+    set_dotted(base, "genview.ssl.train.progress", False)
+    set_dotted(base, "genview.ssl.train.threads", 1)
     base["seeds"] = list(args.seeds)
     for item in args.set:
         key, _, val = item.partition("=")
-        set_key(base, key, yaml.safe_load(val))
+        set_dotted(base, key, yaml.safe_load(val))
     scratch = Path(args.out or tempfile.mkdtemp(prefix="bench-genview-"))
     scratch.mkdir(parents=True, exist_ok=True)
     params = scratch / "params.yaml"

@@ -30,15 +30,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from pipeline.core.params import set_dotted  # noqa: E402
 from pipeline.m3col.params import FUSION_VARIANTS, MODALITIES, variants_of  # noqa: E402
-
-
-def set_key(params: dict, dotted: str, value) -> None:
-    node = params
-    *path, last = dotted.split(".")
-    for k in path:
-        node = node.setdefault(k, {})
-    node[last] = value
 
 
 def run_stage(task: str, variant: str, seed: int, params: Path, out: Path) -> tuple[dict, float]:
@@ -104,14 +97,14 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("data/m3col is missing: run `dvc repro prepare-m3col` first")
     base = yaml.safe_load((ROOT / "params.yaml").read_text())
     for task in ("image", "speech"):
-        set_key(base, f"m3col.{task}.variants", list(variants_of(task)))
-        set_key(base, f"m3col.{task}.train.progress", False)
+        set_dotted(base, f"m3col.{task}.variants", list(variants_of(task)))
+        set_dotted(base, f"m3col.{task}.train.progress", False)
         if args.jobs > 1:
-            set_key(base, f"m3col.{task}.train.threads", 1)
+            set_dotted(base, f"m3col.{task}.train.threads", 1)
     base["seeds"] = list(args.seeds)
     for item in args.set:
         key, _, value = item.partition("=")
-        set_key(base, key, yaml.safe_load(value))
+        set_dotted(base, key, yaml.safe_load(value))
     scratch = Path(args.out or tempfile.mkdtemp(prefix="bench-m3col-"))
     scratch.mkdir(parents=True, exist_ok=True)
     params = scratch / "params.yaml"

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
+import pytest
 import soundfile as sf
 
 SR = 16000
@@ -188,3 +189,15 @@ def kill_at_first_checkpoint(test_module: str, pause: float, cmd: list[str], par
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     return json.loads((partial / "state.json").read_text())["epochs_done"]
+
+
+@pytest.fixture
+def restore_torch_globals():
+    """A stage run inside the test process sets torch's threads and deterministic flag: give them back
+    (``pytestmark = pytest.mark.usefixtures("restore_torch_globals")`` in the modules that run stages)."""
+    import torch
+
+    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    yield
+    torch.set_num_threads(threads)
+    torch._C._set_deterministic_algorithms(deterministic)

@@ -13,7 +13,7 @@ from safetensors.torch import load_file, save_file
 
 from pipeline.core.params import from_dict
 from pipeline.diffusion.config import DiffusionConfig, UNetConfig, check_strength
-from pipeline.diffusion.generator import Generator, build_unet
+from pipeline.diffusion.generator import Generator, NullClassUNet, build_unet
 from pipeline.errors import ParamsError
 
 S = 8
@@ -125,26 +125,6 @@ def test_ema_update_rule():
 
 
 # --------------------------------------------------------------------------------------------- sampling
-
-
-class NullClassUNet(torch.nn.Module):
-    """The UNet as DDIMPipeline calls it, ``unet(x, t).sample``: DDIMPipeline passes no class labels, and a
-    class-conditional UNet2DModel refuses to run without them, so the wrapper fixes them to the null class."""
-
-    def __init__(self, unet, null: int):
-        super().__init__()
-        self.inner, self.null, self.config = unet, null, unet.config
-
-    @property
-    def dtype(self):
-        return self.inner.dtype
-
-    @property
-    def device(self):
-        return self.inner.device
-
-    def forward(self, x, t):
-        return self.inner(x, t, class_labels=torch.full((x.shape[0],), self.null, dtype=torch.long))
 
 
 def test_our_ddim_loop_equals_ddim_pipeline():

@@ -27,13 +27,8 @@ CLASSES = ["a", "b", "c", "d"]
 OUT_FILES = ("model.safetensors", "history.jsonl", "result.json")
 
 
-@pytest.fixture(autouse=True)
-def restore_torch_globals():
-    """The stage run in this process sets torch's threads and deterministic flag: give them back."""
-    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
-    yield
-    torch.set_num_threads(threads)
-    torch._C._set_deterministic_algorithms(deterministic)
+# the stages run in this process set torch's threads and deterministic flag: conftest gives them back
+pytestmark = pytest.mark.usefixtures("restore_torch_globals")
 
 
 # ----------------------------------------------------------------------------- augmentations

@@ -34,13 +34,8 @@ from pipeline.m3col.params import CaptionNoiseConfig, DegradeConfig, ImageDataCo
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def restore_torch_globals():
-    """The stages run in this process set torch's threads and deterministic flag: give them back."""
-    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
-    yield
-    torch.set_num_threads(threads)
-    torch._C._set_deterministic_algorithms(deterministic)
+# the stages run in this process set torch's threads and deterministic flag: conftest gives them back
+pytestmark = pytest.mark.usefixtures("restore_torch_globals")
 
 
 # ----------------------------------------------------------------------------- corrupt.degrade

@@ -142,6 +142,16 @@ def parse_seeds(raw: dict) -> list[int]:
     return seeds
 
 
+def set_dotted(raw: dict, dotted: str, value: Any) -> None:
+    """Set ``raw[a][b][c] = value`` for ``dotted = "a.b.c"`` in a params mapping, creating the missing levels
+    (``--set key=value`` overrides of the benchmarks, like ``dvc exp run -S``)."""
+    node = raw
+    *path, last = dotted.split(".")
+    for k in path:
+        node = node.setdefault(k, {})
+    node[last] = value
+
+
 # ----------------------------------------------------------------------------- sections
 
 _SECTIONS: dict[str, Any] = {"seeds": list[int]}

@@ -208,3 +208,25 @@ class Generator(torch.nn.Module):
         conditional eps only) without clipping x0_hat: the exact counterpart of the inversion."""
         self.ddim_exact.set_timesteps(self._steps(steps), device=noise.device)
         return self._denoise(noise, self.ddim_exact.timesteps, labels, guidance, self.ddim_exact)
+
+
+class NullClassUNet(torch.nn.Module):
+    """A class-conditional UNet as diffusers' ``DDIMPipeline`` calls it, ``unet(x, t).sample`` with no class
+    labels (a class-conditional ``UNet2DModel`` refuses to run without them): the labels are fixed to the null
+    class. For comparing our sampler with the pipeline's (the tests and ``bench/diffusion.py``)."""
+
+    def __init__(self, unet: UNet2DModel, null: int):
+        super().__init__()
+        self.inner, self.null, self.config = unet, null, unet.config
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.inner.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.inner.device
+
+    def forward(self, x: torch.Tensor, t):
+        labels = torch.full((x.shape[0],), self.null, dtype=torch.long, device=x.device)
+        return self.inner(x, t, class_labels=labels)

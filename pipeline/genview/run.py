@@ -44,6 +44,7 @@ from pipeline.core.checkpoint import json_digest
 from pipeline.core.params import require
 from pipeline.core.runtime import Clock, write_timing
 from pipeline.core.trainer import Trainer, derive_seed
+from pipeline.data.vision.imageset import read_corpus
 from pipeline.errors import DataError, one_line
 from pipeline.genview.model import SSLNet
 from pipeline.genview.objective import Objective, TrainImages, ValidLoss
@@ -56,18 +57,6 @@ VIEWS_FILE = "views.safetensors"
 #: the views file's arrays each variant reads (besides ``index``)
 NEEDS = {"simclr": (), "fixed": ("fixed",), "adaptive": ("adaptive",),
          "genview": ("adaptive", "tokens_real", "tokens_adaptive", "fg_real", "fg_adaptive")}
-
-
-def read_corpus(root: Path, source: str) -> dict:
-    """The corpus's train, valid and test splits (ImageSets) from ``root/source``."""
-    from pipeline.data.vision.imageset import read_split
-
-    folder = Path(root) / source
-    missing = [s for s in ("train", "valid", "test") if not (folder / f"{s}.safetensors").is_file()]
-    if missing:
-        raise DataError(f"{folder}: no {missing[0]} split ({missing[0]}.safetensors); run the prepare-vision stage "
-                        "(dvc repro prepare-vision) or set genview.data.source")
-    return {s: read_split(folder, s) for s in ("train", "valid", "test")}
 
 
 def read_views(folder: Path, variant: str, n_expected: int) -> dict[str, torch.Tensor]:
@@ -210,7 +199,7 @@ def execute(params, *, variant: str, seed: int, vision: Path, views: Path, out: 
     """The whole run; prints one line, returns result.json's dict."""
     clock = Clock()
     require(variant in VARIANTS, "genview.ssl.variants", f"--variant {variant!r}: one of {', '.join(VARIANTS)}")
-    corpus = read_corpus(vision, params.data.source)
+    corpus = read_corpus(vision, params.data.source, "genview.data.source")
     n = n_train(params, len(corpus["train"]))
     view_arrays = read_views(views, variant, n)
     data = train_images(corpus, view_arrays)

@@ -6,15 +6,15 @@ check, as report.md, report.html, metrics.json and plot data. Runs are read and 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pipeline.report.cwcl import pp
-from pipeline.report.figures import Figure
 from pipeline.report.genview_figures import write_figures
 from pipeline.report.genview_runs import METRICS, VERDICTS, accuracy_rows, curve_rows, key, label, summarise
-from pipeline.report.render import Cell, Table, blocks_html, blocks_markdown, fmt_pct, provenance
+from pipeline.report.render import (Cell, SeedsReport, Table, blocks_html, blocks_markdown, fmt_pct, provenance,
+                                    seeds_word)
 
 TITLE = "GenView: generated views and a quality-driven loss for self-supervised learning, against SimCLR"
 PAPER = "Li et al., ECCV 2024"
@@ -40,18 +40,6 @@ class Inputs:
     samples_png: Path | None = None  # the generator's per-class sample grid
 
 
-@dataclass
-class Report:
-    summary: dict
-    seeds: list[int]
-    params_path: str
-    figures: list[Figure] = field(default_factory=list)
-
-
-def _seeds_word(n: int) -> str:
-    return f"{n} seed{'s' * (n != 1)}"
-
-
 def variants_table(s: dict, seeds: list[int]) -> Table:
     vs = list(s["variants"])
     one = len(seeds) == 1
@@ -67,7 +55,7 @@ def variants_table(s: dict, seeds: list[int]) -> Table:
             row.append(Cell("reference" if v == "simclr" else
                             pp(d[k]["mean"], None if one else d[k]["std"]) if d else "n/a", numeric=True))
         rows.append(row)
-    spread = f"mean ± sample std over {_seeds_word(len(seeds))}" if not one else f"one seed ({seeds[0]}), no spread"
+    spread = f"mean ± sample std over {seeds_word(len(seeds))}" if not one else f"one seed ({seeds[0]}), no spread"
     note = (f"Test accuracy in % ({spread}) of the frozen encoder: a linear probe per attribute (chosen on the valid "
             "split) and k-NN on the training images. Shape is the class of the corpus, colour its colour attribute. "
             "Δ vs SimCLR: paired by seed, in percentage points. Bold: the best mean per column.")
@@ -88,7 +76,7 @@ def verdict_sentences(s: dict, seeds: list[int]) -> list[str]:
             d = v[k]
             parts.append(f"{METRIC_NAMES[k]} {pp(d['mean'], d['std'] if len(seeds) > 1 else None)} pp "
                          f"({d['verdict']})")
-        out.append(f"{label(a)} − {label(b)} ({what}), paired over {_seeds_word(len(seeds))}: " + "; ".join(parts)
+        out.append(f"{label(a)} − {label(b)} ({what}), paired over {seeds_word(len(seeds))}: " + "; ".join(parts)
                    + ".")
     return out
 
@@ -127,7 +115,7 @@ def paper_table(s: dict, seeds: list[int]) -> Table:
     d = s["paired_vs_simclr"].get("genview", {}).get("probe_shape")
     if d:
         rows.append([Cell("GenView vs SimCLR, our shapes corpus, linear probe (shape)"),
-                     Cell(f"this report, {_seeds_word(len(seeds))}"),
+                     Cell(f"this report, {seeds_word(len(seeds))}"),
                      Cell(f"{pp(d['mean'], d['std'] if len(seeds) > 1 else None)} pp", numeric=True)])
     return Table(["Claim", "Reported by", "Value"], rows,
                  "DIFFERENT SETTINGS: the paper uses a pretrained Stable-Diffusion-scale generator, ImageNet and "
@@ -135,7 +123,7 @@ def paper_table(s: dict, seeds: list[int]) -> Table:
                  "for a few epochs. Only the sign and size of our paired differences are evidence about the method.")
 
 
-def blocks(r: Report) -> list[tuple[str, Any]]:
+def blocks(r: SeedsReport) -> list[tuple[str, Any]]:
     s, seeds = r.summary, r.seeds
     out: list[tuple[str, Any]] = [
         ("p", f"Seeds {', '.join(map(str, seeds))}. Variants: {', '.join(label(v) for v in s['variants'])}. Same "
@@ -172,7 +160,7 @@ def write_all(out: Path, runs: dict, variants: list[str], seeds: list[int], para
     dump(out / "metrics.json", summary)
     dump(out / "plots" / "accuracy.json", accuracy_rows(summary))
     dump(out / "plots" / "curves.json", curve_rows(runs, variants, seeds))
-    r = Report(summary, seeds, params_path)
+    r = SeedsReport(summary, seeds, params_path)
     r.figures = write_figures(runs, summary, seeds, inputs, out / "figures")
     (out / "report.md").write_text(blocks_markdown(TITLE, blocks(r)), encoding="utf-8")
     (out / "report.html").write_text(blocks_html(TITLE, blocks(r), out / "figures"), encoding="utf-8")

@@ -5,15 +5,14 @@ summarised by :mod:`pipeline.report.m3col_runs`, the figures drawn by :mod:`pipe
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pipeline.report.cwcl import pp
-from pipeline.report.figures import Figure
 from pipeline.report.m3col_figures import write_figures
 from pipeline.report.m3col_runs import (TASKS, VERDICTS, accuracy_rows, curve_rows, label, summarise, variants_in)
-from pipeline.report.render import Cell, Table, blocks_html, blocks_markdown, fmt_pct, provenance
+from pipeline.report.render import (Cell, SeedsReport, Table, blocks_html, blocks_markdown, fmt_pct, provenance,
+                                    seeds_word)
 
 TITLE = "M3CoL: multimodal mixup-contrastive fusion against its baselines"
 PAPER = "Kumar, Singhal et al., TMLR 2025"
@@ -24,20 +23,6 @@ PAPER_NUMBERS = (
     ("N24News", "caption", 0.780),
     ("N24News", "abstract", 0.838),
 )
-
-
-@dataclass
-class Report:
-    """What report.md and report.html show (both rendered from the same blocks)."""
-
-    summary: dict
-    seeds: list[int]
-    params_path: str
-    figures: list[Figure] = field(default_factory=list)
-
-
-def _seeds_word(n: int) -> str:
-    return f"{n} seed{'s' * (n != 1)}"
 
 
 def task_table(s: dict, task: str, seeds: list[int]) -> Table:
@@ -56,7 +41,7 @@ def task_table(s: dict, task: str, seeds: list[int]) -> Table:
                      Cell(fmt_pct(x["macro_f1"], x["macro_f1_std"] if len(seeds) > 1 else None, 1), numeric=True),
                      Cell(diff, numeric=True),
                      Cell(", ".join(fmt_pct(x["seeds"][str(sd)], None, 1) for sd in seeds), numeric=True)])
-    spread = f"mean ± sample std over {_seeds_word(len(seeds))}" if len(seeds) > 1 else \
+    spread = f"mean ± sample std over {seeds_word(len(seeds))}" if len(seeds) > 1 else \
         f"one seed ({seeds[0]}), no spread"
     note = (f"Test accuracy and macro-F1 in % ({spread}; the epoch of each run chosen on the valid split). Δ vs "
             "UniConcat: the variant's accuracy minus UniConcat's, paired by seed, in percentage points. Per seed: "
@@ -76,7 +61,7 @@ def verdict_sentences(s: dict, task: str, seeds: list[int]) -> list[str]:
         v = s[task]["verdicts"][key]
         per = f" (per seed {', '.join(pp(v['seeds'][str(sd)]) for sd in seeds)})" if len(seeds) > 1 else ""
         out.append(f"{task}: {label(a)} vs {label(b)} ({what}): {pp(v['mean'], v['std'] if len(seeds) > 1 else None)} "
-                   f"pp paired over {_seeds_word(len(seeds))}{per}: {v['verdict']}.")
+                   f"pp paired over {seeds_word(len(seeds))}{per}: {v['verdict']}.")
     return out
 
 
@@ -137,7 +122,7 @@ def paper_table(s: dict, seeds: list[int]) -> Table:
             if v in s[task]:
                 std = s[task][v]["accuracy_std"] if len(seeds) > 1 else None
                 rows.append([Cell(f"our {task} task (source {s[task]['source']})"),
-                             Cell(f"this report, {_seeds_word(len(seeds))}"), Cell(label(v)),
+                             Cell(f"this report, {seeds_word(len(seeds))}"), Cell(label(v)),
                              Cell(fmt_pct(s[task][v]["accuracy"], std, 1), numeric=True)])
     same = sorted({s[t]["source"] for t in TASKS} & {"food101", "n24news"})
     caveat = (f" Where our source is {' or '.join(same)}, the dataset's name is the same but the encoders, split and "
@@ -149,7 +134,7 @@ def paper_table(s: dict, seeds: list[int]) -> Table:
                  f"variants are evidence about the method.{caveat}")
 
 
-def blocks(r: Report) -> list[tuple[str, Any]]:
+def blocks(r: SeedsReport) -> list[tuple[str, Any]]:
     """The report's content once, as (kind, payload): h2, h3, p, table, figure, kv."""
     s, seeds = r.summary, r.seeds
     tasks = "; ".join(f"{t}: {', '.join(variants_in(s, t))} (source {s[t]['source']}, {s[t]['n_test']} test samples, "
@@ -183,11 +168,11 @@ def blocks(r: Report) -> list[tuple[str, Any]]:
     return out
 
 
-def render_markdown(r: Report) -> str:
+def render_markdown(r: SeedsReport) -> str:
     return blocks_markdown(TITLE, blocks(r))
 
 
-def render_html(r: Report, fig_dir: Path) -> str:
+def render_html(r: SeedsReport, fig_dir: Path) -> str:
     return blocks_html(TITLE, blocks(r), fig_dir)
 
 
@@ -201,7 +186,7 @@ def write_all(out: Path, runs: dict, variants: dict[str, list[str]], seeds: list
     dump(out / "metrics.json", summary)
     dump(out / "plots" / "accuracy.json", accuracy_rows(summary))
     dump(out / "plots" / "curves.json", curve_rows(runs, variants, seeds))
-    r = Report(summary, seeds, params_path)
+    r = SeedsReport(summary, seeds, params_path)
     r.figures = write_figures(runs, summary, seeds, out / "figures")
     (out / "report.md").write_text(render_markdown(r), encoding="utf-8")
     (out / "report.html").write_text(render_html(r, out / "figures"), encoding="utf-8")

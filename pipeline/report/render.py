@@ -47,6 +47,22 @@ class Table:
 
 
 @dataclass
+class SeedsReport:
+    """What a track's report.md and report.html show (both rendered from the same blocks): its summary over
+    seeds (metrics.json), the seeds, the params file it came from and its figures."""
+
+    summary: dict
+    seeds: list[int]
+    params_path: str
+    figures: list[Figure] = field(default_factory=list)
+
+
+def seeds_word(n: int) -> str:
+    """``1 seed``, ``3 seeds``."""
+    return f"{n} seed{'s' * (n != 1)}"
+
+
+@dataclass
 class ReportContext:
     """Everything the report shows; built by the evaluate stage."""
 

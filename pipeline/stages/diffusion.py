@@ -40,6 +40,7 @@ def main(args) -> None:
     import torch
 
     from pipeline.core.params import read_yaml, section
+    from pipeline.data.vision.imageset import read_corpus
     from pipeline.diffusion import train as T
     from pipeline.diffusion.params import load_diffusion_params
     from pipeline.models.params import TowersConfig
@@ -47,7 +48,7 @@ def main(args) -> None:
     t0 = time.time()
     params = load_diffusion_params(args.params)
     towers = section(read_yaml(args.params), TowersConfig, "towers")
-    corpus = read_corpus(Path(args.vision), params.source)
+    corpus = read_corpus(Path(args.vision), params.source, "diffusion.source")
     train, valid, classes, digest = T.datasets(corpus, params)
     generator = T.build(params, len(classes))
     out = Path(args.out)
@@ -69,19 +70,6 @@ def main(args) -> None:
           f"(classifier on real test {100 * q['classifier_test_accuracy']:.1f} %); Fréchet distance in "
           f"EfficientNet-Lite0 features {q['frechet_distance']:.2f} (real-vs-real floor {q['frechet_floor']:.2f}) "
           f"[{time.time() - t0:.0f} s]")
-
-
-def read_corpus(root: Path, source: str) -> dict:
-    """The corpus's train, valid and test splits (ImageSets) from ``root/source``."""
-    from pipeline.data.vision.imageset import read_split
-    from pipeline.errors import DataError
-
-    folder = Path(root) / source
-    missing = [s for s in ("train", "valid", "test") if not (folder / f"{s}.safetensors").is_file()]
-    if missing:
-        raise DataError(f"{folder}: no {missing[0]} split ({missing[0]}.safetensors); run the prepare-vision stage "
-                        "(dvc repro prepare-vision) or set diffusion.source")
-    return {s: read_split(folder, s) for s in ("train", "valid", "test")}
 
 
 def measure(generator, params, towers, corpus, train, classes, device) -> tuple[dict, "object"]:

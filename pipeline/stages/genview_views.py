@@ -54,6 +54,7 @@ def main(args) -> None:
     from pipeline.core.atomic import atomic_dir, check_replaceable
     from pipeline.core.params import read_yaml, require, section
     from pipeline.core.runtime import setup, write_timing
+    from pipeline.data.vision.imageset import read_corpus
     from pipeline.diffusion.io import load_generator
     from pipeline.genview.params import GenViewParams
     from pipeline.genview.views import make_views
@@ -72,7 +73,7 @@ def main(args) -> None:
     generator, gen_config = load_generator(args.generator, device)
     require(cfg.steps <= generator.cfg.train_timesteps, "genview.views.steps",
             f"{cfg.steps}: more than the generator's {generator.cfg.train_timesteps} training timesteps")
-    train = read_train(Path(args.vision), params.data.source)
+    train = read_corpus(Path(args.vision), params.data.source, "genview.data.source", ("train",))["train"]
     n = len(train) if params.data.n_train == 0 else min(params.data.n_train, len(train))
     tower_cfg = replace(towers.image, input_size=cfg.tower_size, crop_pct=1.0)
     tower = ImageTower(tower_cfg, device)
@@ -101,15 +102,3 @@ def main(args) -> None:
     resized = f", resized {views.info['corpus_size'][0]} -> {views.info['image_size']} px" if views.info["resized"] else ""
     print(f"genview-views: {n} {params.data.source} images{resized}{note}; images per noise level {{{bins}}}; "
           f"mean foreground ratio {views.info['ratio_mean']:.3f} [{time.time() - t0:.0f} s]")
-
-
-def read_train(root: Path, source: str):
-    """The corpus's training split (an ImageSet) from ``root/source``; missing: one line naming what to run."""
-    from pipeline.data.vision.imageset import read_split
-    from pipeline.errors import DataError
-
-    folder = Path(root) / source
-    if not (folder / "train.safetensors").is_file():
-        raise DataError(f"{folder}: no train split (train.safetensors); run the prepare-vision stage "
-                        "(dvc repro prepare-vision) or set genview.data.source")
-    return read_split(folder, "train")

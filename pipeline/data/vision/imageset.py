@@ -89,6 +89,17 @@ def write_split(folder: Path, split: str, data: ImageSet) -> None:
     (folder / "classes.json").write_text(json.dumps(data.class_names, indent=1) + "\n")
 
 
+def read_corpus(root: Path, source: str, key: str, splits: tuple[str, ...] = ("train", "valid", "test")) -> dict:
+    """The ``splits`` of the prepare-vision corpus ``root/source`` (split -> ImageSet). A missing split is one
+    DataError line naming the stage that writes it and ``key``, the params key that chose ``source``."""
+    folder = Path(root) / source
+    missing = [s for s in splits if not (folder / f"{s}.safetensors").is_file()]
+    if missing:
+        raise DataError(f"{folder}: no {missing[0]} split ({missing[0]}.safetensors); run the prepare-vision stage "
+                        f"(dvc repro prepare-vision) or set {key}")
+    return {s: read_split(folder, s) for s in splits}
+
+
 def read_split(folder: Path, split: str) -> ImageSet:
     """The split written by :func:`write_split`; a missing or inconsistent file is one DataError line."""
     folder = Path(folder)
