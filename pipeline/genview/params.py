@@ -36,6 +36,11 @@ class GenViewData:
         check_name(self.source, f"{key}.source")
         require(self.n_train >= 0, f"{key}.n_train", "must be >= 0 (0: all)")
 
+    def rows(self, total: int) -> int:
+        """How many of a training split's ``total`` images get views and train the encoders: the first
+        ``n_train`` (0: all). The views stage and the SSL stages both count them here, so they agree."""
+        return total if self.n_train == 0 else min(self.n_train, total)
+
 
 @dataclass
 class ViewsConfig:

@@ -108,10 +108,6 @@ def read_views(folder: Path, variant: str, n_expected: int) -> dict[str, torch.T
     return views
 
 
-def n_train(params, total: int) -> int:
-    return total if params.data.n_train == 0 else min(params.data.n_train, total)
-
-
 def train_images(corpus: dict, views: dict) -> TrainImages:
     """The SSL training rows: pixels and views only (no labels, no bias)."""
     n = len(views["index"])
@@ -200,7 +196,7 @@ def execute(params, *, variant: str, seed: int, vision: Path, views: Path, out: 
     clock = Clock()
     require(variant in VARIANTS, "genview.ssl.variants", f"--variant {variant!r}: one of {', '.join(VARIANTS)}")
     corpus = read_corpus(vision, params.data.source, "genview.data.source")
-    n = n_train(params, len(corpus["train"]))
+    n = params.data.rows(len(corpus["train"]))
     view_arrays = read_views(views, variant, n)
     data = train_images(corpus, view_arrays)
     valid_images = torch.from_numpy(np.ascontiguousarray(corpus["valid"].images))

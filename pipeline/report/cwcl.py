@@ -4,7 +4,6 @@ figures drawn by :mod:`pipeline.report.cwcl_figures`."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -13,7 +12,7 @@ from pipeline.report.cwcl_figures import write_figures
 from pipeline.report.cwcl_runs import (CLAIMS, LABELS, METRICS, TASKS, per_class, per_class_rows, summarise, verdict,
                                        zeroshot_rows)
 from pipeline.report.figures import Figure
-from pipeline.report.render import Cell, Table, blocks_html, blocks_markdown, fmt_pct, provenance
+from pipeline.report.render import Cell, Table, blocks_html, blocks_markdown, fmt_pct, provenance, write_json
 
 
 # ----------------------------------------------------------------------------- the report
@@ -145,10 +144,9 @@ def write_all(out: Path, models: Path, runs: dict, losses: list[str], seeds: lis
     """Every file of the report into ``out`` (a fresh folder); returns the metrics."""
     summary = summarise(runs, losses, seeds)
     (out / "plots").mkdir(parents=True, exist_ok=True)
-    dump = lambda p, obj: p.write_text(json.dumps(obj, indent=2, allow_nan=False) + "\n", encoding="utf-8")  # noqa: E731
-    dump(out / "metrics.json", summary)
-    dump(out / "plots" / "zeroshot.json", zeroshot_rows(summary))
-    dump(out / "plots" / "per_class.json", per_class_rows(runs, losses, seeds))
+    write_json(out / "metrics.json", summary)
+    write_json(out / "plots" / "zeroshot.json", zeroshot_rows(summary))
+    write_json(out / "plots" / "per_class.json", per_class_rows(runs, losses, seeds))
     r = Report(summary, runs, losses, seeds, params_path)
     r.figures = write_figures(runs, summary, Path(models), losses, seeds, out / "figures")
     (out / "report.md").write_text(render_markdown(r), encoding="utf-8")

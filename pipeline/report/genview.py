@@ -5,7 +5,6 @@ check, as report.md, report.html, metrics.json and plot data. Runs are read and 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ from pipeline.report.cwcl import pp
 from pipeline.report.genview_figures import write_figures
 from pipeline.report.genview_runs import METRICS, VERDICTS, accuracy_rows, curve_rows, key, label, summarise
 from pipeline.report.render import (Cell, SeedsReport, Table, blocks_html, blocks_markdown, fmt_pct, provenance,
-                                    seeds_word)
+                                    seeds_word, write_json)
 
 TITLE = "GenView: generated views and a quality-driven loss for self-supervised learning, against SimCLR"
 PAPER = "Li et al., ECCV 2024"
@@ -154,12 +153,9 @@ def write_all(out: Path, runs: dict, variants: list[str], seeds: list[int], para
     summary["generator"] = inputs.generator
     (out / "plots").mkdir(parents=True, exist_ok=True)
 
-    def dump(path: Path, obj: Any) -> None:
-        path.write_text(json.dumps(obj, indent=2, allow_nan=False) + "\n", encoding="utf-8")
-
-    dump(out / "metrics.json", summary)
-    dump(out / "plots" / "accuracy.json", accuracy_rows(summary))
-    dump(out / "plots" / "curves.json", curve_rows(runs, variants, seeds))
+    write_json(out / "metrics.json", summary)
+    write_json(out / "plots" / "accuracy.json", accuracy_rows(summary))
+    write_json(out / "plots" / "curves.json", curve_rows(runs, variants, seeds))
     r = SeedsReport(summary, seeds, params_path)
     r.figures = write_figures(runs, summary, seeds, inputs, out / "figures")
     (out / "report.md").write_text(blocks_markdown(TITLE, blocks(r)), encoding="utf-8")

@@ -4,7 +4,6 @@ summarised by :mod:`pipeline.report.m3col_runs`, the figures drawn by :mod:`pipe
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +11,7 @@ from pipeline.report.cwcl import pp
 from pipeline.report.m3col_figures import write_figures
 from pipeline.report.m3col_runs import (TASKS, VERDICTS, accuracy_rows, curve_rows, label, summarise, variants_in)
 from pipeline.report.render import (Cell, SeedsReport, Table, blocks_html, blocks_markdown, fmt_pct, provenance,
-                                    seeds_word)
+                                    seeds_word, write_json)
 
 TITLE = "M3CoL: multimodal mixup-contrastive fusion against its baselines"
 PAPER = "Kumar, Singhal et al., TMLR 2025"
@@ -180,12 +179,9 @@ def write_all(out: Path, runs: dict, variants: dict[str, list[str]], seeds: list
     """Every file of the report into ``out`` (a fresh folder); returns the metrics."""
     summary = summarise(runs, variants, seeds)
     (out / "plots").mkdir(parents=True, exist_ok=True)
-    def dump(path: Path, obj: Any) -> None:
-        path.write_text(json.dumps(obj, indent=2, allow_nan=False) + "\n", encoding="utf-8")
-
-    dump(out / "metrics.json", summary)
-    dump(out / "plots" / "accuracy.json", accuracy_rows(summary))
-    dump(out / "plots" / "curves.json", curve_rows(runs, variants, seeds))
+    write_json(out / "metrics.json", summary)
+    write_json(out / "plots" / "accuracy.json", accuracy_rows(summary))
+    write_json(out / "plots" / "curves.json", curve_rows(runs, variants, seeds))
     r = SeedsReport(summary, seeds, params_path)
     r.figures = write_figures(runs, summary, seeds, out / "figures")
     (out / "report.md").write_text(render_markdown(r), encoding="utf-8")

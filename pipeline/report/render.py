@@ -57,6 +57,11 @@ class SeedsReport:
     figures: list[Figure] = field(default_factory=list)
 
 
+def write_json(path: Path, obj: Any) -> None:
+    """A report's JSON file (metrics, plot data): indented, NaN refused, one trailing newline."""
+    path.write_text(json.dumps(obj, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+
+
 def seeds_word(n: int) -> str:
     """``1 seed``, ``3 seeds``."""
     return f"{n} seed{'s' * (n != 1)}"

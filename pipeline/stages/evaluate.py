@@ -27,7 +27,6 @@ params.yaml section ``evaluate`` (all optional; :class:`pipeline.config.Evaluate
 from __future__ import annotations
 
 import argparse
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -124,12 +123,13 @@ REPORT_ENTRIES = ("metrics.json", "details.json", "report.md", "report.html", "p
 def write_data(tmp: Path, summaries) -> None:
     """metrics.json, the two plot files and details.json."""
     from pipeline.report.aggregate import acc_vs_tasks_rows, forgetting_rows, metrics_json
+    from pipeline.report.render import write_json
 
     (tmp / "plots").mkdir()
-    _dump(tmp / "metrics.json", metrics_json(summaries))
-    _dump(tmp / "plots" / "acc_vs_tasks.json", acc_vs_tasks_rows(summaries))
-    _dump(tmp / "plots" / "forgetting_per_task.json", forgetting_rows(summaries))
-    _dump(tmp / "details.json", details_json(summaries))
+    write_json(tmp / "metrics.json", metrics_json(summaries))
+    write_json(tmp / "plots" / "acc_vs_tasks.json", acc_vs_tasks_rows(summaries))
+    write_json(tmp / "plots" / "forgetting_per_task.json", forgetting_rows(summaries))
+    write_json(tmp / "details.json", details_json(summaries))
 
 
 def write_figures(tmp: Path, summaries, p: EvalParams):
@@ -174,10 +174,6 @@ def details_json(summaries) -> dict[str, Any]:
         }  # fmt: skip
         for name, s in summaries.items()
     }
-
-
-def _dump(path: Path, obj: Any) -> None:
-    path.write_text(json.dumps(obj, indent=2, allow_nan=False) + "\n", encoding="utf-8")
 
 
 # ----------------------------------------------------------------------------- main

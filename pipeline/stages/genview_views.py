@@ -74,7 +74,7 @@ def main(args) -> None:
     require(cfg.steps <= generator.cfg.train_timesteps, "genview.views.steps",
             f"{cfg.steps}: more than the generator's {generator.cfg.train_timesteps} training timesteps")
     train = read_corpus(Path(args.vision), params.data.source, "genview.data.source", ("train",))["train"]
-    n = len(train) if params.data.n_train == 0 else min(params.data.n_train, len(train))
+    n = params.data.rows(len(train))
     tower_cfg = replace(towers.image, input_size=cfg.tower_size, crop_pct=1.0)
     tower = ImageTower(tower_cfg, device)
     load_seconds = time.time() - t0
