@@ -45,6 +45,17 @@ STAGES: dict[str, tuple[str, str]] = {
                       "GenView's generated views once per training image: foreground ratios, SDEdit views, foreground maps"),
     "evaluate-genview": ("pipeline.stages.evaluate_genview",
                          "GenView's variants against SimCLR over seeds, the generator's quality, the foreground check: the report"),
+    "cdvg-data": ("pipeline.stages.cdvg_data",
+                  "the debiasing track's biased sets per rho (coloured digits, Colored MNIST or shapes) and the oracle split"),
+    "cdvg-oracles": ("pipeline.stages.cdvg_oracles",
+                     "the content (greyscale class) and bias (colour) oracles, trained on the held-out unbiased split"),
+    "cdvg-generator": ("pipeline.stages.cdvg_generator",
+                       "the bias-transformation generator: class-conditional diffusion on one rho's biased training set"),
+    "cdvg-views": ("pipeline.stages.cdvg_views",
+                   "one bias-transformed view per training image, and the oracle rates of the translation recipes"),
+    "cdvg": ("pipeline.stages.cdvg", "one debiasing run (erm, lff, cdvg, cdvg_lff) on one rho and seed"),
+    "evaluate-cdvg": ("pipeline.stages.evaluate_cdvg",
+                      "ERM, LfF, CDvG and CDvG + LfF over rho and seeds, the translation oracles: the report"),
 }
 
 

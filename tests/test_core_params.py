@@ -60,7 +60,7 @@ def test_a_registered_section_is_accepted_and_parsed(tmp_path, toy_registered):
 
 def test_an_unregistered_section_is_an_error(tmp_path):
     msg = error(lambda: P.read_yaml(write(tmp_path, {"toy": {}})))
-    assert msg.startswith("params: toy: unknown top-level section; allowed sections: seeds, cil, cwcl, data,")
+    assert msg.startswith("params: toy: unknown top-level section; allowed sections: seeds, cdvg, cil, cwcl, data,")
 
 
 def test_the_class_incremental_sections_are_discovered():

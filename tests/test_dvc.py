@@ -48,6 +48,13 @@ TINY = {
     "genview": {"views": {"steps": 4, "tower_size": 64, "components": 4, "batch_size": 16},
                 "ssl": {"width": 4, "proj_dim": 8, "train": {"epochs": 1, "batch_size": 16, "progress": False}},
                 "probe": {"epochs": 2}},
+    "cdvg": {"oracle": {"epochs": 1, "width": 8},
+             "generator": {"model": {"unet": {"channels": [8, 16], "norm_groups": 4, "attention_head_dim": 4},
+                                     "sampling_steps": 4},
+                           "train": {"epochs": 1, "batch_size": 16, "threads": 1, "progress": False}, "n_valid": 16},
+             "translate": {"steps": 4, "compare_n": 16, "batch_size": 64},
+             "train": {"mlp_hidden": [16], "cnn_width": 4, "proj_dim": 8,
+                       "train": {"epochs": 2, "eval_every": 1, "progress": False}}},
 }
 
 
@@ -87,7 +94,9 @@ def test_repro_then_nothing_to_do_then_metrics(repo):
     for stage in ("prepare", "init@finetune-0", "first@0", "train@replay-0-task1", "embed", "train@coconut-cwcl-0-task1",
                   "evaluate", "cwcl-speech@cwcl-0", "cwcl-image@supervised-0", "evaluate-cwcl", "prepare-m3col",
                   "m3col-image@m3col-0", "m3col-speech@m3col-0", "evaluate-m3col", "diffusion", "genview-views",
-                  "genview@simclr-0", "genview@genview-0", "evaluate-genview"):
+                  "genview@simclr-0", "genview@genview-0", "evaluate-genview", "cdvg-data", "cdvg-oracles",
+                  "cdvg-generator@0.99", "cdvg-views@0.99", "cdvg@erm-mlp-0.99-0", "cdvg@cdvg_lff-cnn-0.99-0",
+                  "evaluate-cdvg"):
         assert f"Running stage '{stage}'" in out
     # a second run does nothing, and the workspace matches dvc.lock
     again = run(["dvc", "repro"], repo)
@@ -108,6 +117,9 @@ def test_repro_then_nothing_to_do_then_metrics(repo):
     assert set(genview["variants"]) == {"simclr", "fixed", "adaptive", "genview"}
     assert -1.0 <= genview["foreground"]["spearman"] <= 1.0 and (repo / "reports/genview/report.html").is_file()
     assert 0.0 <= data["reports/diffusion/metrics.json"]["data"]["quality"]["class_consistency"] <= 1.0
+    cdvg = data["reports/cdvg/metrics.json"]["data"]
+    assert set(cdvg["results"]["rho0.99"]["mlp"]) == {"erm", "lff", "cdvg", "cdvg_lff"}
+    assert 0.0 <= cdvg["translation"]["rho0.99"]["rates"]["both"] <= 1.0 and (repo / "reports/cdvg/report.html").is_file()
 
 
 def test_exp_run_reruns_only_the_changed_strategy_and_compare_reads_it(repo):

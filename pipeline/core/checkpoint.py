@@ -77,6 +77,15 @@ def json_digest(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def tensor_digest(*tensors: torch.Tensor) -> str:
+    """One digest of tensors' shapes, dtypes and bytes (CPU): what a run read, for its fingerprint."""
+    h = hashlib.sha256()
+    for t in tensors:
+        h.update(f"{tuple(t.shape)}:{t.dtype}".encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
 def content_digest(root: Path, names: Iterable[str]) -> str:
     """One digest of the files ``names`` under ``root`` (a name that is a folder: every file inside it, in
     sorted order), by content and relative path: what a run read, independent of where it lies."""

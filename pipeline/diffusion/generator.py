@@ -182,18 +182,21 @@ class Generator(torch.nn.Module):
         return out
 
     @torch.no_grad()
-    def invert(self, x0: torch.Tensor, labels: Labels = None, steps: Optional[int] = None) -> torch.Tensor:
+    def invert(self, x0: torch.Tensor, labels: Labels = None, steps: Optional[int] = None,
+               strength: float = 1.0) -> torch.Tensor:
         """DDIM inversion (deterministic, increasing t) of images to noise under ``labels`` (conditional eps,
         no guidance; None: the null class): for each DDIM timestep t from the smallest, with a_prev the
         alpha_cumprod of the level below (1 for the image itself), x0_hat = (x - sqrt(1 - a_prev) eps(x, t)) /
-        sqrt(a_prev), x <- sqrt(a_t) x0_hat + sqrt(1 - a_t) eps(x, t): the sampler's steps run backwards."""
+        sqrt(a_prev), x <- sqrt(a_t) x0_hat + sqrt(1 - a_t) eps(x, t): the sampler's steps run backwards.
+        ``strength`` < 1 stops after the first int(steps x strength) of them (a partly noised latent that
+        :meth:`regenerate` with the same strength takes back)."""
         steps = self._steps(steps)
         self.ddim.set_timesteps(steps, device=x0.device)
         alphas = self.ddim.alphas_cumprod.to(x0.device, torch.float64)
         final = self.ddim.final_alpha_cumprod.to(x0.device, torch.float64)
         stride = self.cfg.train_timesteps // steps
         x = x0
-        for t in self.ddim.timesteps.flip(0):
+        for t in self.ddim.timesteps.flip(0)[: _levels(steps, strength)]:
             a_prev = alphas[t - stride] if t - stride >= 0 else final
             a_t = alphas[t]
             e = self.eps(x, t, labels, 1.0)
@@ -203,11 +206,21 @@ class Generator(torch.nn.Module):
 
     @torch.no_grad()
     def regenerate(self, noise: torch.Tensor, labels: Labels = None, steps: Optional[int] = None,
-                   guidance: float = 1.0) -> torch.Tensor:
-        """The DDIM loop from ``noise`` (e.g. :meth:`invert`'s) under ``labels`` (default guidance 1: the
-        conditional eps only) without clipping x0_hat: the exact counterpart of the inversion."""
-        self.ddim_exact.set_timesteps(self._steps(steps), device=noise.device)
-        return self._denoise(noise, self.ddim_exact.timesteps, labels, guidance, self.ddim_exact)
+                   guidance: float = 1.0, strength: float = 1.0) -> torch.Tensor:
+        """The DDIM loop from ``noise`` (e.g. :meth:`invert`'s, at the same ``strength``) under ``labels``
+        (default guidance 1: the conditional eps only) without clipping x0_hat: the exact counterpart of the
+        inversion; ``strength`` < 1 runs only the last int(steps x strength) steps."""
+        steps = self._steps(steps)
+        self.ddim_exact.set_timesteps(steps, device=noise.device)
+        timesteps = self.ddim_exact.timesteps[steps - _levels(steps, strength):]
+        return self._denoise(noise, timesteps, labels, guidance, self.ddim_exact)
+
+
+def _levels(steps: int, strength: float) -> int:
+    """How many of ``steps`` DDIM steps a strength re-runs (SDEdit's int(N s))."""
+    if not 0.0 <= strength <= 1.0:
+        raise ValueError(f"strength {strength} is outside [0, 1]")
+    return int(steps * strength)
 
 
 class NullClassUNet(torch.nn.Module):

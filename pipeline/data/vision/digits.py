@@ -48,15 +48,22 @@ def stratified_split(labels: np.ndarray, valid_fraction: float, test_fraction: f
 
 
 def make_split(grey: np.ndarray, labels: np.ndarray, source_idx: np.ndarray, split: str, cfg, rho, rng) -> ImageSet:
+    """The 8x8 digits ``source_idx`` upsampled into MNIST's box and painted (:func:`paint`)."""
+    box = int(round(cfg.image_size * BOX))
+    lo = (cfg.image_size - box) // 2
+    ink = np.zeros((len(source_idx), cfg.image_size, cfg.image_size), dtype=np.float32)  # [n, S, S]
+    ink[:, lo:lo + box, lo:lo + box] = np.clip(resize(grey[source_idx], box, box), 0, 1)
+    return paint(ink, labels[source_idx], source_idx, f"digits-{split}", cfg, rho, rng)
+
+
+def paint(ink: np.ndarray, y: np.ndarray, source_idx: np.ndarray, prefix: str, cfg, rho, rng) -> ImageSet:
+    """Digits coloured by the Colored-MNIST rule: ``ink`` float32 [n, S, S] in [0, 1] (the stroke intensity),
+    ``y`` their classes; pixel = rint(ink x the image's RGB) on black. ``cfg`` gives ``colour_jitter`` and
+    ``mask_threshold``; ids are ``<prefix>-<i>``. Also used for real MNIST (``pipeline.cdvg.data``)."""
     colours = values("colour")  # 10 colours: one dominant colour per digit class
-    y = labels[source_idx]
     bias, aligned = draw_bias(y, len(colours), rho, rng)
     base = np.array([COLOUR_RGB[c] for c in colours])[bias]  # [n, 3]
     rgb = np.clip(base + rng.integers(-cfg.colour_jitter, cfg.colour_jitter + 1, base.shape), 0, 255)
-    box = int(round(cfg.image_size * BOX))
-    lo = (cfg.image_size - box) // 2
-    ink = np.zeros((len(y), cfg.image_size, cfg.image_size), dtype=np.float32)  # [n, S, S]
-    ink[:, lo:lo + box, lo:lo + box] = np.clip(resize(grey[source_idx], box, box), 0, 1)
     images = np.rint(ink[..., None] * rgb[:, None, None, :].astype(np.float32)).astype(np.uint8)  # [n, S, S, 3]
     masks = (ink >= np.float32(cfg.mask_threshold)).astype(np.uint8)
     names = values("digit")
@@ -66,7 +73,7 @@ def make_split(grey: np.ndarray, labels: np.ndarray, source_idx: np.ndarray, spl
     captions = [[fill(DIGIT_TEMPLATES[p[0] % len(DIGIT_TEMPLATES)],
                       {"digit": synonym("digit", a["digit"], p[1]), "colour": synonym("colour", a["colour"], p[2])})]
                 for a, p in zip(attributes, picks)]
-    return ImageSet(images, y, names, [f"digits-{split}-{i:04d}" for i in range(len(y))], masks=masks, bias=bias,
+    return ImageSet(images, y, names, [f"{prefix}-{i:04d}" for i in range(len(y))], masks=masks, bias=bias,
                     captions=captions, attributes=attributes, aligned=aligned.tolist(),
                     extra={"rho": rho, "class_attribute": "digit", "bias_attribute": "colour"})
 

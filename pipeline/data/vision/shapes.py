@@ -26,7 +26,7 @@ from pipeline.data.vision.raster import pixel_centres, resize
 from pipeline.data.vision.vocab import COLOUR_RGB, FULL_TEMPLATES, VOCAB, PARTIAL_TEMPLATES, fill, synonym, values
 
 ATTRS = ("shape", "colour", "size", "position", "background")  # the attributes an image has one value of
-SPLIT_CODE = {"train": 0, "valid": 1, "test": 2}
+SPLIT_CODE = {"train": 0, "valid": 1, "test": 2, "oracle": 3}  # oracle: the debiasing track's held-out split
 SIZE_FRACTION = {"small": 0.14, "medium": 0.21, "large": 0.30}  # circumradius / image side
 RADIUS_JITTER = 0.08  # radius x U(1 - j, 1 + j)
 POSITION_ANCHOR = {"left": (0.27, 0.5), "right": (0.73, 0.5), "top": (0.5, 0.27), "bottom": (0.5, 0.73),

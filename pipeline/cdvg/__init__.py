@@ -1,0 +1,1 @@
+"""CDvG: contrastive debiasing with diffusion bias-transformed views, against ERM and LfF."""
