@@ -169,7 +169,7 @@ class Recipe:
 
 def _compare() -> list[Recipe]:
     return [Recipe("sdedit", 0.3), Recipe("sdedit", 0.5), Recipe("sdedit", 0.7), Recipe("inversion", 0.3, 6.0),
-            Recipe("inversion", 1.0, 3.0)]
+            Recipe("inversion", 0.5, 3.0), Recipe("inversion", 1.0, 3.0)]
 
 
 @dataclass
