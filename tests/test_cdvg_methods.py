@@ -405,6 +405,7 @@ def test_erm_on_a_strongly_biased_set_fails_the_conflicting_images(tmp_path):
     write_sets(tmp_path / "sets" / "rho0.99", 0.99, n_train=240)
     raw = yaml.safe_load(yaml.safe_dump(PARAMS))
     raw["cdvg"]["train"]["train"]["epochs"] = 4
+    raw["cdvg"]["data"]["rhos"] = [0.99]
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
     assert cli(stage(tmp_path, "erm", "runs/erm", rho="0.99")) == 0
     t = result(tmp_path / "runs/erm")["test"]
@@ -473,5 +474,6 @@ def test_a_bad_method_or_missing_inputs_are_one_line(work, capsys, tmp_path):
     cmd[cmd.index("--views") + 1] = str(tmp_path / "views")
     one_line(cmd, "views.safetensors: views of 7 training images, but the training set has 160", "dvc repro cdvg-views")
     # erm never reads views: a missing views folder is fine for it, a missing sets folder is not
-    one_line(stage(work, "erm", "runs/bad", rho="0.9"), "rho0.9/train.safetensors: missing", "cdvg-data")
+    one_line(stage(work, "erm", "runs/bad", rho="0.9"), "cdvg.data.rhos", "--rho 0.9 is not one of [0.95]")
+    one_line(stage(work, "erm", "runs/bad", sets="nothing"), f"rho{RHO}/train.safetensors: missing", "cdvg-data")
     assert not (work / "runs/bad").exists()

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from pipeline.cdvg.params import CdvgData, rho_tag
+from pipeline.core.arrays import read_arrays as read_chosen
 from pipeline.data.vision.imageset import ImageSet
 from pipeline.errors import DataError, one_line
 
@@ -174,18 +175,7 @@ class TrainingData:
 def read_arrays(path: Path, keys: tuple[str, ...], stage: str = "cdvg-data") -> dict[str, torch.Tensor]:
     """Only ``keys`` of a safetensors file (one DataError line when missing or unreadable, naming ``stage``,
     the stage that writes it)."""
-    from safetensors import SafetensorError, safe_open
-
-    if not Path(path).is_file():
-        raise DataError(f"{path}: missing; run the {stage} stage (dvc repro {stage})")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            absent = [k for k in keys if k not in f.keys()]
-            if absent:
-                raise DataError(f"{path}: no {absent[0]!r} array; re-run {stage}")
-            return {k: f.get_tensor(k) for k in keys}
-    except (OSError, SafetensorError) as exc:
-        raise DataError(f"{path}: unreadable ({one_line(exc)}); re-run {stage}") from None
+    return read_chosen(path, keys, f"run the {stage} stage (dvc repro {stage})")
 
 
 def n_classes_of(folder: Path) -> int:

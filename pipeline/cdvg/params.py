@@ -29,6 +29,7 @@ from typing import Literal, Optional
 from pipeline.core.params import read_yaml, register_section, require, section
 from pipeline.core.trainer_config import TrainerConfig
 from pipeline.diffusion.config import DiffusionConfig, UNetConfig, check_strength
+from pipeline.diffusion.params import DiffusionTrainConfig
 
 METHODS = ("erm", "lff", "cdvg", "cdvg_lff")
 BACKBONES = ("mlp", "cnn")
@@ -38,6 +39,12 @@ SOURCES = ("digits", "mnist", "shapes")
 def rho_tag(rho: float) -> str:
     """The folder name of a ratio, as dvc.yaml's ``rho${item.rho}`` renders it (``rho0.99``)."""
     return f"rho{float(rho)!r}"
+
+
+def check_rho(rho: float, data: "CdvgData") -> str:
+    """``rho``'s folder name, once it is one of ``cdvg.data.rhos`` (a stage's ``--rho``)."""
+    require(rho in data.rhos, "cdvg.data.rhos", f"--rho {rho} is not one of {data.rhos}")
+    return rho_tag(rho)
 
 
 @dataclass
@@ -107,26 +114,11 @@ class OracleConfig:
 
 
 @dataclass
-class GeneratorTrainConfig(TrainerConfig):
-    """The plain trainer's settings for the generator (keeps its last weights and their EMA)."""
+class GeneratorTrainConfig(DiffusionTrainConfig):
+    """The diffusion track's generator training (last weights and their EMA kept), sized for the digits."""
 
     epochs: int = 50  # x 15 steps of 64 images: 750 steps on the 990 digits training images
-    batch_size: int = 64
-    lr: float = 3e-3
-    weight_decay: float = 0.0
-    lr_schedule: Literal["constant", "cosine", "linear"] = "cosine"
-    lr_final: float = 0.1
-    warmup: float = 0.02
-    drop_last: bool = True
-    threads: int = 2
     eval_every: int = 10  # the valid loss 5 times (each costs about a tenth of an epoch)
-    select_metric: str = "steps"
-    select_mode: Literal["max", "min"] = "max"
-
-    def validate(self, key: str) -> None:
-        super().validate(key)
-        require(self.select_metric == "steps" and self.select_mode == "max", f"{key}.select_metric",
-                "the generator keeps its last weights and their EMA: select_metric must be 'steps', select_mode 'max'")
 
 
 def _default_generator_model() -> DiffusionConfig:

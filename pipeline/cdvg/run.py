@@ -24,7 +24,6 @@ wall times go to the ``--timing`` file outside.
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import asdict
 from pathlib import Path
 
@@ -35,11 +34,10 @@ from pipeline.cdvg.data import TEST_SPLITS, TRAINING_KEYS, TrainingData, read_ar
 from pipeline.cdvg.model import Model, debiased_of, make_model
 from pipeline.cdvg.objective import VIEW_METHODS, Objective, TrainRows, ValidAccuracy, accuracy
 from pipeline.cdvg.params import BACKBONES, METHODS, rho_tag
-from pipeline.core.atomic import atomic_dir
 from pipeline.core.checkpoint import json_digest, read_tensors, tensor_digest
 from pipeline.core.params import require
 from pipeline.core.runtime import Clock, write_timing
-from pipeline.core.trainer import Trainer, derive_seed
+from pipeline.core.trainer import Trainer, derive_seed, publish
 from pipeline.errors import DataError
 
 OWNER = "cdvg"
@@ -99,12 +97,8 @@ def score(model, test: dict, batch_size: int, device) -> dict:
 
 
 def write_output(out: Path, run: Path, doc: dict, history: list) -> None:
-    with atomic_dir(out, owner=OWNER) as work:
-        shutil.copyfile(run / "model.safetensors", work / "model.safetensors")
-        rows = [{k: v for k, v in row.items() if k != "seconds"} for row in history]
-        (work / "history.jsonl").write_text("".join(json.dumps(row, sort_keys=True) + "\n" for row in rows))
+    with publish(run, out, OWNER, history) as work:
         (work / "result.json").write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
-    shutil.rmtree(run, ignore_errors=True)
 
 
 def execute(cfg, *, method: str, backbone: str, rho: float, seed: int, source: str, sets: Path, views: Path,

@@ -44,6 +44,7 @@ Processes: everything about ranks, model wrapping, samplers and metric reduction
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -60,6 +61,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from pipeline.core import checkpoint as ckpt
+from pipeline.core.atomic import atomic_dir
 from pipeline.core import distributed as dist
 from pipeline.core import runtime
 from pipeline.core.trainer_config import TrainerConfig
@@ -434,6 +436,20 @@ class Trainer:
             self.model.load_state_dict({**self._state(), **self.best_state}, strict=True)
         best = next((h["valid"] for h in self.history if h["epoch"] == self.best_epoch), {})
         return TrainResult(self.out, self.best_epoch, best, self.history, resumed_after)
+
+
+@contextlib.contextmanager
+def publish(run: Path, out: Path, owner: str, history: list[dict], copy: Iterable[str] = ("model.safetensors",)):
+    """Write a stage's output folder from a finished trainer folder ``run``, all at once: the ``copy`` files,
+    ``history.jsonl`` (one sorted-key line per epoch, without the wall-clock ``seconds``, so the same params
+    give the same bytes) and whatever the caller writes into the yielded folder; then remove ``run``."""
+    with atomic_dir(out, owner=owner) as work:
+        for name in copy:
+            shutil.copyfile(Path(run) / name, work / name)
+        rows = [{k: v for k, v in row.items() if k != "seconds"} for row in history]
+        (work / "history.jsonl").write_text("".join(json.dumps(row, sort_keys=True) + "\n" for row in rows))
+        yield work
+    shutil.rmtree(run, ignore_errors=True)
 
 
 def read_history(folder: Path) -> list[dict]:

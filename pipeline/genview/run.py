@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from dataclasses import asdict
 from pathlib import Path
 
@@ -39,11 +38,10 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
-from pipeline.core.atomic import atomic_dir
 from pipeline.core.checkpoint import json_digest
 from pipeline.core.params import require
 from pipeline.core.runtime import Clock, write_timing
-from pipeline.core.trainer import Trainer, derive_seed
+from pipeline.core.trainer import Trainer, derive_seed, publish
 from pipeline.data.vision.imageset import read_corpus
 from pipeline.errors import DataError, one_line
 from pipeline.genview.model import SSLNet
@@ -183,12 +181,8 @@ def evaluate(model, params, corpus: dict, seed: int, device, clock: Clock) -> tu
 
 
 def write_output(out: Path, run: Path, doc: dict, history: list) -> None:
-    with atomic_dir(out, owner=OWNER) as work:
-        shutil.copyfile(run / "model.safetensors", work / "model.safetensors")
-        rows = [{k: v for k, v in row.items() if k != "seconds"} for row in history]
-        (work / "history.jsonl").write_text("".join(json.dumps(row, sort_keys=True) + "\n" for row in rows))
+    with publish(run, out, OWNER, history) as work:
         (work / "result.json").write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
-    shutil.rmtree(run, ignore_errors=True)
 
 
 def execute(params, *, variant: str, seed: int, vision: Path, views: Path, out: Path, timing: str | None) -> dict:

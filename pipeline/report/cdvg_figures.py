@@ -41,18 +41,9 @@ class Grid:
 
 def _arrays(path: Path, keys: tuple[str, ...], hint: str) -> dict[str, np.ndarray]:
     """Only ``keys`` of a safetensors file, as numpy (no torch import for a report)."""
-    from safetensors import SafetensorError, safe_open
+    from pipeline.core.arrays import read_arrays
 
-    if not path.is_file():
-        raise DataError(f"{path}: missing; {hint}")
-    try:
-        with safe_open(str(path), framework="np") as f:
-            absent = [k for k in keys if k not in f.keys()]
-            if absent:
-                raise DataError(f"{path}: no {absent[0]!r} array; {hint}")
-            return {k: f.get_tensor(k) for k in keys}
-    except (OSError, SafetensorError) as exc:
-        raise DataError(f"{path}: unreadable ({one_line(exc)}); {hint}") from None
+    return read_arrays(path, keys, hint, framework="np")
 
 
 def pick(labels: np.ndarray, targets: np.ndarray, per_class: int = PER_CLASS) -> dict[int, list[int]]:

@@ -24,11 +24,12 @@ def add_arguments(parser) -> None:
 
 
 def main(args) -> None:
-    from pipeline.cdvg.params import load_cdvg_params, rho_tag
+    from pipeline.cdvg.params import check_rho, load_cdvg_params
     from pipeline.cdvg.run import execute
 
     params = load_cdvg_params(args.params)
-    out = args.out or f"models/cdvg/{args.method}/{args.backbone}/{rho_tag(args.rho)}/s{args.seed}"
+    tag = check_rho(args.rho, params.data)
+    out = args.out or f"models/cdvg/{args.method}/{args.backbone}/{tag}/s{args.seed}"
     execute(params.train, method=args.method, backbone=args.backbone, rho=args.rho, seed=args.seed,
             source=params.data.source, sets=Path(args.sets), views=Path(args.views), out=Path(out),
             timing=args.timing)

@@ -18,7 +18,6 @@ Wall times go to ``--timing``.
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -39,11 +38,12 @@ def main(args) -> None:
     from torch.utils.data import TensorDataset
 
     from pipeline.cdvg.data import read_training
-    from pipeline.cdvg.params import load_cdvg_params, rho_tag
-    from pipeline.core.atomic import atomic_dir, check_replaceable
+    from pipeline.cdvg.params import check_rho, load_cdvg_params
+    from pipeline.core.atomic import check_replaceable
     from pipeline.core.checkpoint import tensor_digest
     from pipeline.core.params import require
     from pipeline.core.runtime import write_timing
+    from pipeline.core.trainer import publish
     from pipeline.diffusion import quality as Q
     from pipeline.diffusion import train as T
     from pipeline.diffusion.params import DiffusionParams
@@ -51,8 +51,7 @@ def main(args) -> None:
     t0 = time.time()
     cdvg = load_cdvg_params(args.params)
     cfg = cdvg.generator
-    require(args.rho in cdvg.data.rhos, "cdvg.data.rhos", f"--rho {args.rho} is not one of {cdvg.data.rhos}")
-    tag = rho_tag(args.rho)
+    tag = check_rho(args.rho, cdvg.data)
     out = Path(args.out or f"models/cdvg/generator/{tag}")
     check_replaceable(out, OWNER)
     data = read_training(Path(args.sets) / tag)
@@ -78,13 +77,9 @@ def main(args) -> None:
     steps = int(generator.ema_updates)
     config = {"source": params.source, "classes": classes, "model": asdict(cfg.model), "seed": cfg.seed,
               "steps": steps, "null_class": data.n_classes, "rho": args.rho, "keys_read": list(data.keys_read)}
-    with atomic_dir(out, owner=OWNER) as work:
-        shutil.copyfile(run / "model.safetensors", work / "model.safetensors")
+    with publish(run, out, OWNER, result.history) as work:
         (work / "config.json").write_text(json.dumps(config, indent=1, sort_keys=True) + "\n")
-        rows = [{k: v for k, v in row.items() if k != "seconds"} for row in result.history]
-        (work / "history.jsonl").write_text("".join(json.dumps(row, sort_keys=True) + "\n" for row in rows))
         Q.write_png(work / "samples.png", Q.grid(T.to_uint8(samples), data.n_classes), scale=2)
-    shutil.rmtree(run, ignore_errors=True)
     write_timing(args.timing, {"train": train_seconds, "stage": time.time() - t0})
     print(f"cdvg-generator {tag}: {steps} steps on {len(train)} biased training images (class labels only) in "
           f"{train_seconds:.0f} s; final valid loss {result.history[-1].get('valid', {}).get('loss', float('nan')):.4f} "

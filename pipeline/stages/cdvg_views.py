@@ -46,7 +46,7 @@ def main(args) -> None:
     from pipeline.cdvg import translate as TR
     from pipeline.cdvg.data import read_training
     from pipeline.cdvg.oracles import load_oracles
-    from pipeline.cdvg.params import load_cdvg_params, rho_tag
+    from pipeline.cdvg.params import check_rho, load_cdvg_params
     from pipeline.core.atomic import atomic_dir, check_replaceable
     from pipeline.core.params import require
     from pipeline.core.runtime import Clock, setup, write_timing
@@ -57,8 +57,7 @@ def main(args) -> None:
     clock = Clock()
     cdvg = load_cdvg_params(args.params)
     cfg = cdvg.translate
-    require(args.rho in cdvg.data.rhos, "cdvg.data.rhos", f"--rho {args.rho} is not one of {cdvg.data.rhos}")
-    tag = rho_tag(args.rho)
+    tag = check_rho(args.rho, cdvg.data)
     out = Path(args.out or f"data/cdvg/views/{tag}")
     check_replaceable(out, OWNER)
     device = setup("cpu", seed=cfg.seed, threads=2)

@@ -125,18 +125,14 @@ def measure(generator, params, towers, corpus, train, classes, device) -> tuple[
 
 
 def write_output(out: Path, run: Path, params, classes, steps: int, history: list, grid) -> None:
-    from pipeline.core.atomic import atomic_dir
+    from pipeline.core.trainer import publish
     from pipeline.diffusion import quality as Q
 
     config = {"source": params.source, "classes": classes, "model": asdict(params.model), "seed": params.seed,
               "steps": steps, "null_class": len(classes)}
-    with atomic_dir(out, owner=OWNER) as work:
-        shutil.copyfile(run / "model.safetensors", work / "model.safetensors")
+    with publish(run, out, OWNER, history) as work:
         (work / "config.json").write_text(json.dumps(config, indent=1, sort_keys=True) + "\n")
-        rows = [{k: v for k, v in row.items() if k != "seconds"} for row in history]
-        (work / "history.jsonl").write_text("".join(json.dumps(row, sort_keys=True) + "\n" for row in rows))
         Q.write_png(work / "samples.png", Q.grid(grid, len(classes)), scale=2)
-    shutil.rmtree(run, ignore_errors=True)
 
 
 def write_metrics(path: Path, grids: Path, metrics: dict, grid, classes) -> None:
