@@ -168,8 +168,12 @@ class TrainingData:
     train_labels: torch.Tensor  # int64 [N]
     valid_images: torch.Tensor
     valid_labels: torch.Tensor
-    n_classes: int
+    classes: list[str]  # class names, index = label (classes.json)
     keys_read: tuple[str, ...]
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes)
 
 
 def read_arrays(path: Path, keys: tuple[str, ...], stage: str = "cdvg-data") -> dict[str, torch.Tensor]:
@@ -178,14 +182,19 @@ def read_arrays(path: Path, keys: tuple[str, ...], stage: str = "cdvg-data") -> 
     return read_chosen(path, keys, f"run the {stage} stage (dvc repro {stage})")
 
 
-def n_classes_of(folder: Path) -> int:
+def read_json(path: Path) -> object:
+    """A JSON file cdvg-data wrote (one DataError line when missing or unreadable)."""
     import json
 
-    path = folder / "classes.json"
     try:
-        return len(json.loads(path.read_text()))
+        return json.loads(Path(path).read_text())
     except (OSError, ValueError) as exc:
-        raise DataError(f"{path}: unreadable ({one_line(exc)}); re-run cdvg-data") from None
+        raise DataError(f"{path}: unreadable ({one_line(exc)}); run the cdvg-data stage (dvc repro cdvg-data)") from None
+
+
+def read_meta(sets: Path) -> dict:
+    """cdvg-data's ``meta.json``: source, classes, colours, each class's dominant colour, per-split counts."""
+    return read_json(Path(sets) / "meta.json")
 
 
 def read_training(folder: Path) -> TrainingData:
@@ -193,14 +202,15 @@ def read_training(folder: Path) -> TrainingData:
     folder = Path(folder)
     train = read_arrays(folder / "train.safetensors", TRAINING_KEYS)
     valid = read_arrays(folder / "valid.safetensors", TRAINING_KEYS)
-    k = n_classes_of(folder)
+    classes = read_json(folder / "classes.json")
+    k = len(classes)
     for name, split in (("train", train), ("valid", valid)):
         images, labels = split["images"], split["labels"]
         if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[-1] != 3 or len(labels) != len(images):
             raise DataError(f"{folder / name}.safetensors: images must be uint8 [N, S, S, 3] with N labels")
         if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= k):
             raise DataError(f"{folder / name}.safetensors: labels outside 0..{k - 1}")
-    return TrainingData(train["images"], train["labels"], valid["images"], valid["labels"], k,
+    return TrainingData(train["images"], train["labels"], valid["images"], valid["labels"], classes,
                         tuple(f"{s}.{key}" for s in ("train", "valid") for key in TRAINING_KEYS))
 
 

@@ -77,15 +77,13 @@ def sample_rates(oracles: dict, samples: torch.Tensor, labels: torch.Tensor, dom
             "bias_dominant": float((colour == dominant[labels]).double().mean())}
 
 
-def pair_grid(original: np.ndarray, views: np.ndarray, labels: np.ndarray, target: np.ndarray, n_classes: int,
-              per_class: int = 4) -> tuple[np.ndarray, list[list[int]]]:
-    """uint8 [n_classes * 2 rows x per_class] tiles: per source class, its first ``per_class`` training images
-    and, below them, their translations; with the target class of each shown view."""
-    rows, shown = [], []
+def pair_grid(original: np.ndarray, views: np.ndarray, labels: np.ndarray, n_classes: int,
+              per_class: int = 4) -> np.ndarray:
+    """uint8 tiles [n_classes * 2 rows x per_class]: per source class, its first ``per_class`` training images
+    and, below them, their translations (blank tiles where a class has fewer)."""
+    rows = []
     for k in range(n_classes):
         idx = np.flatnonzero(labels == k)[:per_class]
-        pad = per_class - len(idx)
-        blank = np.zeros((pad, *original.shape[1:]), dtype=np.uint8)
+        blank = np.zeros((per_class - len(idx), *original.shape[1:]), dtype=np.uint8)
         rows += [np.concatenate([original[idx], blank]), np.concatenate([views[idx], blank])]
-        shown.append([int(t) for t in target[idx]])
-    return np.concatenate(rows), shown
+    return np.concatenate(rows)

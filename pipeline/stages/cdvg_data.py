@@ -26,12 +26,6 @@ def add_arguments(parser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
-def colour_names(source: str, n: int) -> list[str]:
-    from pipeline.data.vision.vocab import values
-
-    return values("colour")[:n]
-
-
 def main(args) -> None:
     import numpy as np
 
@@ -41,6 +35,7 @@ def main(args) -> None:
     from pipeline.data.vision.bias import dominant
     from pipeline.data.vision.imageset import write_split
     from pipeline.data.vision.output import split_stats, write_grid
+    from pipeline.data.vision.vocab import values
 
     t0 = time.time()
     cfg = load_cdvg_params(args.params).data
@@ -49,7 +44,7 @@ def main(args) -> None:
     sets, oracle = build_sets(cfg, progress=not args.no_progress)
     n_bias = int(max(int(s["test"].bias.max()) for s in sets.values())) + 1
     classes = list(oracle.class_names)
-    meta = {"source": cfg.source, "classes": classes, "colours": colour_names(cfg.source, n_bias),
+    meta = {"source": cfg.source, "classes": classes, "colours": values("colour")[:n_bias],
             "dominant": dominant(np.arange(len(classes)), n_bias).tolist(), "n_bias": n_bias,
             "valid": cfg.valid, "rhos": {}, "oracle": split_stats(oracle)}
     with atomic_dir(out, owner=OWNER) as work:

@@ -73,9 +73,8 @@ def main(args) -> None:
     labels = torch.arange(data.n_classes).repeat_interleave(GRID_PER_CLASS)
     samples = generator.sample(labels.to(trainer.device), steps=cfg.model.sampling_steps,
                                guidance=cfg.model.guidance, generator=torch.Generator().manual_seed(cfg.seed))
-    classes = json.loads((Path(args.sets) / tag / "classes.json").read_text())
     steps = int(generator.ema_updates)
-    config = {"source": params.source, "classes": classes, "model": asdict(cfg.model), "seed": cfg.seed,
+    config = {"source": params.source, "classes": data.classes, "model": asdict(cfg.model), "seed": cfg.seed,
               "steps": steps, "null_class": data.n_classes, "rho": args.rho, "keys_read": list(data.keys_read)}
     with publish(run, out, OWNER, result.history) as work:
         (work / "config.json").write_text(json.dumps(config, indent=1, sort_keys=True) + "\n")

@@ -30,24 +30,20 @@ def main(args) -> None:
     import torch
     from safetensors.torch import save_file
 
-    from pipeline.cdvg.data import ORACLE
+    from pipeline.cdvg.data import ORACLE, read_meta
     from pipeline.cdvg.oracles import KINDS, judge, train_oracle
     from pipeline.cdvg.params import load_cdvg_params
     from pipeline.core.atomic import atomic_dir, check_replaceable
     from pipeline.core.runtime import setup
     from pipeline.data.vision.imageset import read_split
     from pipeline.diffusion.train import to_unit
-    from pipeline.errors import DataError
 
     t0 = time.time()
     cfg = load_cdvg_params(args.params).oracle
     out, sets = Path(args.out), Path(args.sets)
     check_replaceable(out, OWNER)
     setup("cpu", seed=cfg.seed, threads=2)
-    meta_path = sets / "meta.json"
-    if not meta_path.is_file():
-        raise DataError(f"{meta_path}: missing; run the cdvg-data stage (dvc repro cdvg-data)")
-    meta = json.loads(meta_path.read_text())
+    meta = read_meta(sets)
     oracle = read_split(sets / ORACLE, ORACLE)
     tag = sorted(meta["rhos"])[0]  # test is the same images at every rho
     tests = {s: read_split(sets / tag, s) for s in ("test", "test_conflicting")}

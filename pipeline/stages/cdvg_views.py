@@ -44,7 +44,7 @@ def main(args) -> None:
     from tqdm import tqdm
 
     from pipeline.cdvg import translate as TR
-    from pipeline.cdvg.data import read_training
+    from pipeline.cdvg.data import read_meta, read_training
     from pipeline.cdvg.oracles import load_oracles
     from pipeline.cdvg.params import check_rho, load_cdvg_params
     from pipeline.core.atomic import atomic_dir, check_replaceable
@@ -66,7 +66,7 @@ def main(args) -> None:
     require(cfg.steps <= generator.cfg.train_timesteps, "cdvg.translate.steps",
             f"{cfg.steps}: more than the generator's {generator.cfg.train_timesteps} training timesteps")
     oracles, oracle_meta = load_oracles(args.oracles)
-    meta = json.loads((Path(args.sets) / "meta.json").read_text())
+    meta = read_meta(Path(args.sets))
     dominant = torch.as_tensor(meta["dominant"], dtype=torch.long)
     data = read_training(Path(args.sets) / tag)
     x, y = to_unit(data.train_images.numpy()), data.train_labels
@@ -98,7 +98,7 @@ def main(args) -> None:
            "target_rule": "uniform over the other classes, seeded by cdvg.translate.seed"}
     clock.mark("samples")
     originals, views_u8 = data.train_images.numpy(), to_uint8(views)
-    tiles, _ = TR.pair_grid(originals, views_u8, y.numpy(), target.numpy(), data.n_classes)
+    tiles = TR.pair_grid(originals, views_u8, y.numpy(), data.n_classes)
     with atomic_dir(out, owner=OWNER) as work:
         save_file({"views": torch.from_numpy(np.ascontiguousarray(views_u8)), "target": target.contiguous()}, str(work / "views.safetensors"))
         (work / "translation.json").write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
